@@ -1,0 +1,45 @@
+# coderops.deploy: one entry point for the test bed, the tests and the demo.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+VENV_STAMP := $(VENV)/.requirements-stamp
+TESTBED := python3 testbed/testbed.py
+PG ?=
+
+.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed lint
+
+help:
+	@echo "make testbed        bring the local test bed up (PG=\"main small\" picks servers)"
+	@echo "make testbed-down   stop everything the test bed started and remove its state"
+	@echo "make testbed-status what runs, with ports"
+	@echo "make test           every test, with a summary line"
+
+prereqs:
+	@scripts/prereqs.sh
+
+# The virtualenv is rebuilt when a requirements file changes.
+$(VENV_STAMP): requirements.txt requirements-test.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "venv: installing pinned requirements"
+	@$(VENV)/bin/pip install --quiet -r requirements-test.txt
+	@touch $@
+
+venv: $(VENV_STAMP)
+
+testbed: prereqs
+	@$(TESTBED) up $(if $(PG),--pg "$(PG)")
+
+testbed-down:
+	@$(TESTBED) down
+
+testbed-status:
+	@$(TESTBED) status
+
+testbed-build: prereqs
+	@$(TESTBED) build
+
+test-testbed: venv testbed
+	@$(VENV)/bin/pytest -p no:cacheprovider tests/testbed
+
+test: prereqs venv testbed
+	@scripts/run-tests.sh

@@ -1,0 +1,108 @@
+"""The kwok cluster: kwokctl's binary runtime running etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and the kwok controller built on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from . import build
+from .config import CLUSTER_NAME, KUBE_APISERVER_PORT, NODE_COUNT, STATE, TESTBED_DIR, VERSIONS
+from .procs import TestbedError, run, wait_for
+
+KUBECONFIG = STATE / "kubeconfig"
+
+
+def _env() -> dict:
+    return dict(os.environ, KWOK_WORKDIR=str(STATE / "kwok"), KUBECONFIG=str(KUBECONFIG),
+                KWOK_KUBE_VERSION=VERSIONS["K8S_VERSION"],
+                KWOK_KUBECTL_BINARY=str(build.binary("helm3", "kubectl")))
+
+
+def kubectl(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    return run([build.binary("helm3", "kubectl"), "--kubeconfig", KUBECONFIG, *args], check=check,
+               input=input, what=f"kubectl {' '.join(args[:2])}" if check else None)
+
+
+def create() -> None:
+    k8s = build.ensure("kubernetes")
+    etcd = build.ensure("etcd")
+    kwok = build.ensure("kwok")
+    run([kwok / "kwokctl", "create", "cluster", "--name", CLUSTER_NAME, "--runtime", "binary",
+         "--kubeconfig", KUBECONFIG, "--kube-apiserver-port", str(KUBE_APISERVER_PORT),
+         "--kube-apiserver-binary", k8s / "kube-apiserver",
+         "--kube-controller-manager-binary", k8s / "kube-controller-manager",
+         "--kube-scheduler-binary", k8s / "kube-scheduler",
+         "--kwok-controller-binary", kwok / "kwok", "--etcd-binary", etcd / "etcd",
+         "--enable-crds", "Stage", "--kube-authorization", "--kube-admission",
+         "--wait", "120s"],
+        env=_env(), what="starting the kwok cluster", log=STATE / "logs" / "kwokctl.log")
+    KUBECONFIG.chmod(0o600)
+    wait_for(lambda: kubectl("get", "crd", "stages.kwok.x-k8s.io", check=False).returncode == 0,
+             "the kwok Stage CRD", 60)
+    kubectl("apply", "-f", str(TESTBED_DIR / "kube" / "stages.yaml"))
+    nodes = "".join(_node(i) for i in range(NODE_COUNT))
+    kubectl("apply", "-f", "-", input=nodes)
+    wait_for(lambda: len(ready_nodes()) >= NODE_COUNT, f"{NODE_COUNT} Ready nodes", 90, interval=1)
+    # Pods need the default ServiceAccount, which the controller manager creates shortly after.
+    wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", "default",
+                             check=False).returncode == 0, "the default ServiceAccount", 60)
+
+
+def _node(i: int) -> str:
+    name = f"kwok-node-{i}"
+    return f"""---
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: {name}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/role: agent
+    type: kwok
+    topology.kubernetes.io/zone: zone-{i}
+spec: {{}}
+"""
+
+
+def ready_nodes() -> list[str]:
+    proc = kubectl("get", "nodes", "-o", "json", check=False)
+    if proc.returncode != 0:
+        return []
+    ready = []
+    for node in json.loads(proc.stdout)["items"]:
+        conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+        if conds.get("Ready") == "True":
+            ready.append(node["metadata"]["name"])
+    return ready
+
+
+def running() -> bool:
+    return KUBECONFIG.exists() and kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+
+
+def components() -> list[str]:
+    kwokctl = build.binary("kwok", "kwokctl")
+    if not kwokctl.exists() or not (STATE / "kwok").exists():
+        return []
+    proc = run([kwokctl, "get", "components", "--name", CLUSTER_NAME], env=_env(), check=False)
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+def delete() -> None:
+    kwokctl = build.binary("kwok", "kwokctl")
+    if (STATE / "kwok").exists() and kwokctl.exists():
+        run([kwokctl, "delete", "cluster", "--name", CLUSTER_NAME], env=_env(), check=False)
+    shutil.rmtree(STATE / "kwok", ignore_errors=True)
+
+
+def check_built() -> None:
+    for component in ("kubernetes", "etcd", "kwok", "helm3"):
+        if not (build.cache_dir(component) / ".complete").exists():
+            raise TestbedError(f"{component} is not built yet")

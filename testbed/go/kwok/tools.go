@@ -1,0 +1,4 @@
+//go:build tools
+
+// Package tools records the commands this wrapper module builds.
+package tools
