@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bed import build, container, envfile, kube, latency, pki, postgres  # noqa: E402
-from bed.config import (KUBE_APISERVER_PORT, PG_SERVERS, STATE, TOXIPROXY_API_PORT,  # noqa: E402
-                        selected_servers)
+from bed.config import (KUBE_APISERVER_PORT, PG_CONTAINER, PG_SERVERS, STATE,  # noqa: E402
+                        TOXIPROXY_API_PORT, selected_servers)
 from bed.procs import TestbedError, alive, fail, port_free, processes_under, say  # noqa: E402
 
 SERVERS_FILE = STATE / "servers.json"
@@ -67,6 +67,14 @@ def prerequisites(servers: list[str]) -> None:
         raise TestbedError(f"port(s) already in use: {', '.join(busy)}. Stop what holds them "
                            "(`ss -ltnp` shows it), or move the test bed with CODER_TESTBED_PORT_BASE "
                            "(default 55430)")
+    if os.geteuid() == 0:
+        # PostgreSQL runs as an unprivileged account, which must reach the state directory.
+        for parent in STATE.resolve().parents:
+            if parent.exists() and not parent.stat().st_mode & 0o001:
+                raise TestbedError(f"{parent} is not searchable by other users, so PostgreSQL "
+                                   f"(run as {postgres.PG_OS_USER}) cannot reach {STATE}; "
+                                   f"`chmod o+x {parent}` or put the state elsewhere "
+                                   "(CODER_TESTBED_STATE)")
 
 
 def up(servers: list[str]) -> None:
@@ -133,9 +141,11 @@ def down() -> None:
         return
     user = postgres.os_user()
     kube.delete()
+    servers = _up_servers()
     for name in reversed(list(PG_SERVERS)):
         if name == "container":
-            container.remove()
+            if name in servers:
+                container.remove()
         elif (postgres.server_dir(name) / "data").exists():
             postgres.stop(name, user)
     if latency.PIDFILE.exists():
@@ -180,7 +190,7 @@ def _rss_mib() -> float:
 
 def _container_pids() -> set[int]:
     import subprocess
-    top = subprocess.run(["docker", "top", "coderops-testbed-pg", "-eo", "pid"], capture_output=True,
+    top = subprocess.run(["docker", "top", PG_CONTAINER, "-eo", "pid"], capture_output=True,
                          text=True)
     return {int(x) for x in top.stdout.split()[1:] if x.isdigit()}
 

@@ -39,6 +39,20 @@ GO_COMPONENTS = {
 WHEEL_COMPONENTS = {"helm3": "HELM3_WHEEL", "helm4": "HELM4_WHEEL"}
 
 
+def _ldflags(component: str) -> str:
+    """Linker flags; Kubernetes needs its version stamped in, or it reports v0.0.0-master and
+    helm's kubeVersion checks fail."""
+    flags = "-s -w"
+    if component == "kubernetes":
+        version = VERSIONS["K8S_VERSION"]
+        major, minor = version.lstrip("v").split(".")[:2]
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+            flags += (f" -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major}"
+                      f" -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+                      f" -X {pkg}.buildDate=1970-01-01T00:00:00Z")
+    return flags
+
+
 def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -50,7 +64,8 @@ def cache_dir(component: str) -> Path:
     if component in GO_COMPONENTS:
         key, _ = GO_COMPONENTS[component]
         mod = GO_DIR / component
-        pins = _digest((mod / "go.mod").read_bytes(), (mod / "go.sum").read_bytes())
+        pins = _digest((mod / "go.mod").read_bytes(), (mod / "go.sum").read_bytes(),
+                       _ldflags(component).encode())
         return CACHE / f"{component}-{VERSIONS[key]}-{pins}"
     wheel = VERSIONS[WHEEL_COMPONENTS[component]]
     return CACHE / f"{component}-{wheel.split('==')[1]}-{_digest(wheel.encode())}"
@@ -93,7 +108,7 @@ def _build_go(component: str, out: Path) -> None:
     say(f"building {component} ({VERSIONS[GO_COMPONENTS[component][0]]}) from the Go module proxy; "
         "a cold build takes minutes")
     for name, pkg in packages.items():
-        run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", out / name, pkg],
+        run(["go", "build", "-trimpath", f"-ldflags={_ldflags(component)}", "-o", out / name, pkg],
             what=f"building {name}", cwd=GO_DIR / component, env=env)
 
 

@@ -19,7 +19,6 @@ DB_USER = "coder"
 DB_NAME = "coder"
 MTLS_USER = "coder_mtls"
 PG_IMAGE = "coderops-testbed/postgres"
-PG_CONTAINER = "coderops-testbed-pg"
 
 
 def _read_versions() -> dict[str, str]:
@@ -65,6 +64,8 @@ PG_SERVERS = {
 DEFAULT_PG = ("main", "small", "standby", "far", "container")
 KUBE_APISERVER_PORT = PORT_BASE + 13
 TOXIPROXY_API_PORT = PORT_BASE + 44
+# One container per test bed (a second bed on other ports must not touch the first one's).
+PG_CONTAINER = f"coderops-testbed-pg-{PORT_BASE}"
 
 
 def selected_servers(spec: str | None) -> list[str]:

@@ -41,7 +41,7 @@ def server_vars(name: str) -> dict[str, str]:
 def write(servers: list[str]) -> None:
     bindir = STATE / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
-    links = {"kubectl": build.binary("helm3", "kubectl"), "helm3": build.binary("helm3", "helm"),
+    links = {"kubectl": build.binary("helm4", "kubectl"), "helm3": build.binary("helm3", "helm"),
              "helm4": build.binary("helm4", "helm"),
              "kwokctl": build.binary("kwok", "kwokctl")}
     for name, target in links.items():
@@ -56,6 +56,7 @@ def write(servers: list[str]) -> None:
         "KUBECONFIG": str(STATE / "kubeconfig"),
         "CODER_TEST_KUBE_APISERVER": f"https://127.0.0.1:{KUBE_APISERVER_PORT}",
         "CODER_TEST_PG_SERVERS": " ".join(servers),
+        "CODER_TEST_PG_MTLS_USER": MTLS_USER,
         "CODER_TEST_PG_ROGUE_CLIENT_CERT": str(PKI / "rogue-client.crt"),
         "CODER_TEST_PG_ROGUE_CLIENT_KEY": str(PKI / "rogue-client.key"),
         "CODER_TEST_TOXIPROXY_API": f"http://127.0.0.1:{TOXIPROXY_API_PORT}",

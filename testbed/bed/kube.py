@@ -18,11 +18,11 @@ KUBECONFIG = STATE / "kubeconfig"
 def _env() -> dict:
     return dict(os.environ, KWOK_WORKDIR=str(STATE / "kwok"), KUBECONFIG=str(KUBECONFIG),
                 KWOK_KUBE_VERSION=VERSIONS["K8S_VERSION"],
-                KWOK_KUBECTL_BINARY=str(build.binary("helm3", "kubectl")))
+                KWOK_KUBECTL_BINARY=str(build.binary("helm4", "kubectl")))
 
 
 def kubectl(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    return run([build.binary("helm3", "kubectl"), "--kubeconfig", KUBECONFIG, *args], check=check,
+    return run([build.binary("helm4", "kubectl"), "--kubeconfig", KUBECONFIG, *args], check=check,
                input=input, what=f"kubectl {' '.join(args[:2])}" if check else None)
 
 

@@ -145,7 +145,7 @@ def create_standby(name: str, primary: str, password: str, user: str | None) -> 
     _chown(passfile, user)
     data = base / "data"
     run([PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary_port, "-U", REPLICATION_USER,
-         "-D", data, "-X", "stream", "--no-password", "-d", f"passfile={passfile}"],
+         "-D", data, "-X", "stream", "--checkpoint=fast", "--no-password", "-d", f"passfile={passfile}"],
         user=user, what=f"cloning PostgreSQL {primary} into {name}")
     with open(data / "postgresql.conf", "a") as fh:
         fh.write(_conf(server))

@@ -1,0 +1,78 @@
+"""`make testbed` / `make testbed-down` on a second, private test bed (own state directory and
+ports), so the shared one keeps running: a busy port is refused before anything starts, a second
+`up` notices it is up, and `down` leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+TESTBED = [sys.executable, str(REPO / "testbed" / "testbed.py")]
+PORT_BASE = 56430  # the shared test bed uses 55430 and up
+
+
+def _bed(state: Path, *args: str, port_base: int = PORT_BASE):
+    env = dict(os.environ, CODER_TESTBED_STATE=str(state), CODER_TESTBED_PORT_BASE=str(port_base))
+    return subprocess.run([*TESTBED, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def _processes_mentioning(path: Path) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(path) in cmd:
+                found.append(f"{entry.name}: {cmd}")
+    return found
+
+
+def test_busy_port_is_refused_before_anything_starts(tmp_path):
+    state = tmp_path / "bed"
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", PORT_BASE + 2))  # where `main` would listen
+        blocker.listen()
+        proc = _bed(state, "up", "--pg", "main")
+    assert proc.returncode != 0
+    assert f"{PORT_BASE + 2} (PostgreSQL main)" in proc.stderr
+    assert "CODER_TESTBED_PORT_BASE" in proc.stderr
+    assert not _processes_mentioning(state)
+    assert not (state / "pg").exists()
+
+
+def test_unknown_server_name_is_refused(tmp_path):
+    proc = _bed(tmp_path / "bed", "up", "--pg", "main nosuch")
+    assert proc.returncode != 0
+    assert "unknown PostgreSQL server(s) nosuch" in proc.stderr
+
+
+def test_up_twice_then_down_leaves_nothing():
+    # Not under pytest's tmp_path: that is private to root, and PostgreSQL runs as another user.
+    base = Path(tempfile.mkdtemp(prefix="coderops-bed-"))
+    base.chmod(0o755)
+    state = base / "bed"
+    try:
+        first = _bed(state, "up", "--pg", "main")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert _processes_mentioning(state), "nothing runs after up"
+        second = _bed(state, "up", "--pg", "main")
+        assert second.returncode == 0, second.stderr
+        assert "already up" in second.stdout
+        status = _bed(state, "status")
+        assert f"127.0.0.1:{PORT_BASE + 2}" in status.stdout
+        assert f"https://127.0.0.1:{PORT_BASE + 13}" in status.stdout
+    finally:
+        down = _bed(state, "down")
+    assert down.returncode == 0, down.stderr
+    assert not _processes_mentioning(state)
+    assert not state.exists()
+    base.rmdir()
