@@ -1,0 +1,214 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""The connection budget of Coder (v1 chart) on one PostgreSQL server.
+
+One function, used by the coder_pg_facts and coder_values modules and by the
+coder_connection_budget filter, so that all three always agree.
+
+The rules (from the Coder deployment guide and the chart contract):
+
+* every coderd replica holds a pool of up to CODER_MAX_DB_CONNECTIONS connections;
+* during a rolling update the surge pods (surge_percent of the replicas, rounded UP to whole
+  pods) exist besides the old ones; a pod's migrations init container runs before its coderd
+  container, so a pod holds at most one pool at a time;
+* what Coder may use is max_connections - superuser_reserved_connections - reserved_connections
+  (PostgreSQL 16 and later; 0 before) - connections held by other users - reserve_connections
+  (kept free for other applications).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
+
+# Defaults of the budget options; shared by the argument spec, the filter and the docs.
+BUDGET_DEFAULTS = {
+    "replicas": 1,
+    "max_db_connections": 30,
+    "surge_percent": 25,
+    "reserve_connections": 0,
+}
+
+# Lower and upper bounds of every budget input (None: unbounded).
+_BOUNDS = {
+    "replicas": (1, 1000),
+    "max_db_connections": (1, 100000),
+    "surge_percent": (0, 100),
+    "reserve_connections": (0, None),
+    "max_connections": (1, None),
+    "superuser_reserved_connections": (0, None),
+    "reserved_connections": (0, None),
+    "held_by_others": (0, None),
+}
+
+_BUDGET_SPEC = {
+    "replicas": {"type": "int", "default": BUDGET_DEFAULTS["replicas"]},
+    "max_db_connections": {"type": "int", "default": BUDGET_DEFAULTS["max_db_connections"]},
+    "surge_percent": {"type": "int", "default": BUDGET_DEFAULTS["surge_percent"]},
+    "reserve_connections": {"type": "int", "default": BUDGET_DEFAULTS["reserve_connections"]},
+}
+
+
+def budget_argument_spec():
+    """A fresh copy of the budget options (paired with the doc fragment coderops.deploy._budget)."""
+    return copy.deepcopy(_BUDGET_SPEC)
+
+
+class BudgetError(InputError):
+    """Bad budget input; `field` names the option or fact at fault."""
+
+
+def _as_int(field, value):
+    low, high = _BOUNDS[field]
+    if isinstance(value, bool):
+        raise BudgetError(field, f"{field} must be a whole number, not a boolean")
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise BudgetError(field, f"{field} must be a whole number; got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        span = f"{low} or more" if high is None else f"between {low} and {high}"
+        raise BudgetError(field, f"{field} must be {span}; got {value}")
+    return value
+
+
+def check_plan(params):
+    """Check the four budget options of a module's params (raises BudgetError naming the option)."""
+    for field in BUDGET_DEFAULTS:
+        _as_int(field, params.get(field))
+
+
+def surge_pods(replicas, surge_percent):
+    """Pods a rolling update adds: surge_percent of replicas, rounded up (Kubernetes maxSurge)."""
+    return -(-replicas * surge_percent // 100)
+
+
+def _largest_fitting_replicas(available, pool, surge_percent):
+    """The most replicas whose peak (with surge pods) still fits `available` with this pool."""
+    best = 0
+    replicas = 1
+    while (replicas + surge_pods(replicas, surge_percent)) * pool <= available:
+        best = replicas
+        replicas += 1
+    return best
+
+
+def connection_budget(max_connections, superuser_reserved_connections, reserved_connections=0,
+                      held_by_others=0, replicas=BUDGET_DEFAULTS["replicas"],
+                      max_db_connections=BUDGET_DEFAULTS["max_db_connections"],
+                      surge_percent=BUDGET_DEFAULTS["surge_percent"],
+                      reserve_connections=BUDGET_DEFAULTS["reserve_connections"]):
+    """Compute the budget; raises BudgetError naming the field for bad input.
+
+    Returns a dict with available, needed_steady, needed_peak, headroom, ok,
+    suggested_max_db_connections, plus the inputs and a human message.
+    """
+    n = {
+        "max_connections": _as_int("max_connections", max_connections),
+        "superuser_reserved_connections": _as_int("superuser_reserved_connections",
+                                                  superuser_reserved_connections),
+        "reserved_connections": _as_int("reserved_connections", reserved_connections or 0),
+        "held_by_others": _as_int("held_by_others", held_by_others or 0),
+        "replicas": _as_int("replicas", replicas),
+        "max_db_connections": _as_int("max_db_connections", max_db_connections),
+        "surge_percent": _as_int("surge_percent", surge_percent),
+        "reserve_connections": _as_int("reserve_connections", reserve_connections),
+    }
+    pool = n["max_db_connections"]
+    surge = surge_pods(n["replicas"], n["surge_percent"])
+    pods_at_peak = n["replicas"] + surge
+    available = (n["max_connections"] - n["superuser_reserved_connections"]
+                 - n["reserved_connections"] - n["held_by_others"] - n["reserve_connections"])
+    needed_steady = n["replicas"] * pool
+    needed_peak = pods_at_peak * pool
+    headroom = available - needed_peak
+    ok = headroom >= 0
+    suggested = max(available, 0) // pods_at_peak
+    # max_connections the server would need for this plan to fit as it is.
+    max_connections_needed = n["max_connections"] - headroom if not ok else n["max_connections"]
+
+    breakdown = (
+        f"{available} available = max_connections {n['max_connections']}"
+        f" - superuser_reserved_connections {n['superuser_reserved_connections']}"
+        f" - reserved_connections {n['reserved_connections']}"
+        f" - {n['held_by_others']} held by other users"
+        f" - reserve_connections {n['reserve_connections']}"
+    )
+    plan = (
+        f"{n['replicas']} replica(s) + {surge} surge pod(s) during a rolling update"
+        f" x max_db_connections {pool} = {needed_peak} connections at peak"
+    )
+    if ok:
+        message = f"fits: {plan}; {breakdown}; headroom {headroom}"
+    elif suggested >= 1:
+        message = (
+            f"does not fit: {plan}, but only {breakdown}. Fix: set max_db_connections to"
+            f" {suggested} or less, or lower replicas, or raise max_connections on the server"
+            f" to at least {max_connections_needed}"
+        )
+    else:
+        fit = _largest_fitting_replicas(max(available, 0), 1, n["surge_percent"])
+        message = (
+            f"does not fit: {plan}, but only {breakdown}; not even a pool of 1 fits. Fix: raise"
+            f" max_connections on the server to at least {max_connections_needed}, or free"
+            f" connections held by other users"
+            + (f", or lower replicas to {fit}" if fit else "")
+        )
+
+    return {
+        "available": available,
+        "needed_steady": needed_steady,
+        "needed_peak": needed_peak,
+        "headroom": headroom,
+        "ok": ok,
+        "suggested_max_db_connections": suggested,
+        "surge_pods": surge,
+        "pods_at_peak": pods_at_peak,
+        "max_connections_needed": max_connections_needed,
+        "inputs": n,
+        "message": message,
+    }
+
+
+def budget_inputs_from_facts(facts, field="pg_facts"):
+    """Pick the server numbers out of a coder_pg_facts result (or a dict shaped like one).
+
+    `field` names the input in error messages (an option name or a filter name).
+    """
+    if not isinstance(facts, dict):
+        raise BudgetError(field, f"{field} must be a dictionary (the result of"
+                                 f" coderops.deploy.coder_pg_facts); got {type(facts).__name__}")
+    if facts.get("failed"):
+        raise BudgetError(field, f"{field} is the result of a failed coder_pg_facts run"
+                                 f" (reason: {facts.get('reason', 'unknown')}); fix that first")
+    missing = [k for k in ("max_connections", "superuser_reserved_connections") if k not in facts]
+    if missing:
+        raise BudgetError(field, f"{field} lacks {', '.join(missing)}: pass the registered result"
+                                 f" of coderops.deploy.coder_pg_facts")
+    in_use = facts.get("connections_in_use") or {}
+    if not isinstance(in_use, dict):
+        raise BudgetError(field, f"{field}.connections_in_use must be a dictionary")
+    if "others" in in_use:
+        others = in_use["others"]
+    elif "total" in in_use and "coder_user" in in_use:
+        try:
+            others = int(in_use["total"]) - int(in_use["coder_user"])
+        except (TypeError, ValueError):
+            raise BudgetError(field, f"{field}.connections_in_use.total and .coder_user must be"
+                                     f" whole numbers") from None
+    else:
+        others = 0
+    return {
+        "max_connections": facts["max_connections"],
+        "superuser_reserved_connections": facts["superuser_reserved_connections"],
+        "reserved_connections": facts.get("reserved_connections", 0),
+        "held_by_others": others,
+    }

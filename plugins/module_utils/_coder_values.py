@@ -1,0 +1,338 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""Helm values of the Coder chart, built from checked input (backend of coder_values).
+
+The input is checked in two steps: what any chart generation needs (a host, a port, TLS
+options that make sense together, a fitting connection budget) in normalise(), then what the
+chosen chart generation needs in its builder. Each builder is registered in BUILDERS under its
+`chart_generation`; only the v1 ("Classic") chart exists now, a v2 builder is added next to it.
+The values only ever name Secrets: no password goes into them (Helm keeps every revision's
+values in the release Secret for good).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
+    BUDGET_DEFAULTS,
+    BudgetError,
+    budget_inputs_from_facts,
+    check_plan,
+    connection_budget,
+)
+from ansible_collections.coderops.deploy.plugins.module_utils._helm_values import (
+    helm_merge,
+    touched_paths,
+)
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import (
+    CONNECTORS,
+    SSL_MODES,
+    VERIFYING_SSL_MODES,
+    InputError,
+    check_choice,
+    check_env_name,
+    check_host,
+    check_port,
+    check_secret_key,
+    check_secret_name,
+    require_text,
+)
+
+try:
+    import yaml
+except ImportError:
+    yaml = None
+    HAS_YAML = False
+else:
+    HAS_YAML = True
+
+SSL_SECRETS = ("ssl_cert_secret", "ssl_key_secret", "ssl_root_cert_secret")
+
+
+def _given(value):
+    return value not in (None, "")
+
+
+def _from_facts(params, option, fact):
+    """An explicit option wins; else the fact from pg_facts. Returns (value, field name)."""
+    if _given(params.get(option)):
+        return params[option], option
+    facts = params.get("pg_facts") or {}
+    if _given(facts.get(fact)):
+        return facts[fact], f"pg_facts.{fact}"
+    return None, option
+
+
+def _extra_envs(value):
+    """Normalise extra_envs to a list of {name, value} or {name, valueFrom} dicts."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError("extra_envs", "extra_envs must be a list of {name, value} dictionaries")
+    out = []
+    for index, item in enumerate(value):
+        field = f"extra_envs[{index}]"
+        if not isinstance(item, dict):
+            raise InputError(field, f"{field} must be a dictionary with name and value")
+        unknown = sorted(set(item) - {"name", "value", "valueFrom"})
+        if unknown:
+            raise InputError(field, f"{field} has unknown key(s) {', '.join(unknown)}; an entry"
+                                    f" has name and either value or valueFrom")
+        name = check_env_name(f"{field}.name", item.get("name"))
+        if ("value" in item) == ("valueFrom" in item):
+            raise InputError(field, f"{field} ({name}) needs exactly one of value and valueFrom")
+        if "value" in item:
+            v = item["value"]
+            if isinstance(v, bool) or v is None or not isinstance(v, (str, int, float)):
+                raise InputError(f"{field}.value", f"{field}.value ({name}) must be a string;"
+                                                   f" quote it (true, false and null are not"
+                                                   f" strings in YAML)")
+            out.append({"name": name, "value": str(v)})
+        else:
+            if not isinstance(item["valueFrom"], dict) or not item["valueFrom"]:
+                raise InputError(f"{field}.valueFrom", f"{field}.valueFrom ({name}) must be a"
+                                                       f" Kubernetes EnvVarSource dictionary")
+            out.append({"name": name, "valueFrom": item["valueFrom"]})
+    return out
+
+
+def _secret_ref(params, option):
+    ref = params.get(option)
+    if not ref:
+        return None
+    if not isinstance(ref, dict):
+        raise InputError(option, f"{option} must be a dictionary with name and key")
+    return {
+        "name": check_secret_name(f"{option}.name", ref.get("name")),
+        "key": check_secret_key(f"{option}.key", ref.get("key")),
+    }
+
+
+def _budget(params, spec):
+    facts = params.get("pg_facts")
+    if not facts:
+        return None
+    try:
+        inputs = budget_inputs_from_facts(facts, "pg_facts")
+    except BudgetError as exc:
+        raise InputError(exc.field, str(exc)) from None
+    if facts.get("in_recovery"):
+        raise InputError("pg_facts", "pg_facts describe a standby (in_recovery is true), but"
+                                     " Coder needs the primary; read the facts of the primary")
+    try:
+        budget = connection_budget(replicas=spec["replicas"],
+                                   max_db_connections=spec["max_db_connections"],
+                                   surge_percent=spec["surge_percent"],
+                                   reserve_connections=spec["reserve_connections"], **inputs)
+    except BudgetError as exc:
+        field = exc.field if exc.field in BUDGET_DEFAULTS else f"pg_facts.{exc.field}"
+        raise InputError(field, f"pg_facts: {exc}") from None
+    if not budget["ok"]:
+        raise InputError("max_db_connections", "the connection budget " + budget["message"])
+    return budget
+
+
+def normalise(params):
+    """Check what every chart generation needs; returns the normalised spec."""
+    spec = {}
+    if params.get("pg_facts") is not None and not isinstance(params["pg_facts"], dict):
+        raise InputError("pg_facts", "pg_facts must be the registered result of"
+                                     " coderops.deploy.coder_pg_facts (a dictionary)")
+    if not _given(params.get("host")):
+        raise InputError("host", "host is empty; set it to the DNS name or IP address the Coder"
+                                 " pods use to reach the database (coder_pg_facts does not"
+                                 " return it)")
+    spec["host"] = check_host("host", params["host"])
+
+    port, field = _from_facts(params, "port", "port")
+    if port is None:
+        raise InputError("port", "port is not set; set it to the server's port as the Coder pods"
+                                 " reach it (5432 by default), or pass pg_facts")
+    spec["port"] = check_port(field, port)
+    user, field = _from_facts(params, "user", "user")
+    spec["user"] = require_text(field, user, "the PostgreSQL role Coder logs in as (or pass"
+                                             " pg_facts)")
+    database, field = _from_facts(params, "database", "database")
+    spec["database"] = require_text(field, database, "the name of Coder's database, which must"
+                                                     " already exist (or pass pg_facts)")
+    spec["search_path"] = None
+    if params.get("search_path") is not None:
+        spec["search_path"] = require_text("search_path", params["search_path"],
+                                           "a schema name, or leave it out")
+
+    spec["ssl_mode"] = check_choice("ssl_mode", params.get("ssl_mode") or "require", SSL_MODES)
+    spec["connector"] = check_choice("connector", params.get("connector") or "postgres", CONNECTORS)
+    spec["no_password_env"] = bool(params.get("no_password_env"))
+    spec["password_secret"] = params.get("password_secret") or None
+
+    for option in SSL_SECRETS:
+        spec[option] = _secret_ref(params, option)
+    if spec["ssl_mode"] in VERIFYING_SSL_MODES and not spec["ssl_root_cert_secret"]:
+        raise InputError("ssl_root_cert_secret", f"ssl_mode {spec['ssl_mode']} verifies the"
+                                                 f" server's certificate, which needs a root"
+                                                 f" certificate: set ssl_root_cert_secret to the"
+                                                 f" Secret (name, key) holding the CA bundle, or"
+                                                 f" use ssl_mode require")
+    if bool(spec["ssl_cert_secret"]) != bool(spec["ssl_key_secret"]):
+        given, missing = (("ssl_cert_secret", "ssl_key_secret") if spec["ssl_cert_secret"]
+                          else ("ssl_key_secret", "ssl_cert_secret"))
+        raise InputError(missing, f"{given} is set but {missing} is not: a client certificate"
+                                  f" needs its private key and the reverse; set both or neither")
+
+    if spec["connector"] == "awsiamrds" and spec["password_secret"]:
+        raise InputError("password_secret", "connector awsiamrds logs in with an IAM token and"
+                                            " takes no password Secret; remove password_secret"
+                                            " (or use connector postgres)")
+    if spec["no_password_env"] and not spec["password_secret"]:
+        raise InputError("no_password_env", "no_password_env is true but password_secret is not"
+                                            " set, so the chart would mount a volume with an"
+                                            " empty name; set password_secret to the Secret"
+                                            " holding the password (key 'password'), or set"
+                                            " no_password_env to false")
+
+    for option in BUDGET_DEFAULTS:
+        value = params.get(option)
+        spec[option] = BUDGET_DEFAULTS[option] if value is None else value
+    check_plan(spec)
+    spec["extra_envs"] = _extra_envs(params.get("extra_envs"))
+    seen = set()
+    for index, env in enumerate(spec["extra_envs"]):
+        if env["name"] in seen:
+            raise InputError(f"extra_envs[{index}].name", f"extra_envs sets {env['name']} twice;"
+                                                          f" keep one entry")
+        seen.add(env["name"])
+    spec["service"] = params.get("service") or {}
+    spec["ingress"] = params.get("ingress") or {}
+    spec["service_account_annotations"] = params.get("service_account_annotations") or {}
+    overrides = params.get("values_overrides")
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise InputError("values_overrides", "values_overrides must be a dictionary of Helm values")
+    spec["values_overrides"] = overrides
+    spec["budget"] = _budget(params, spec)
+    return spec
+
+
+class _V1Builder:
+    """Values of the Coder v1 ("Classic") chart, exactly as the chart contract says."""
+
+    generation = "v1"
+    # Env vars the v1 chart sets itself on the migrations and coderd containers.
+    chart_env = frozenset((
+        "DB_HOST", "DB_PORT", "DB_USER", "DB_NAME", "DB_CONNECTOR", "DB_SSL_MODE",
+        "DB_SEARCH_PATH", "DB_PASSWORD", "DB_PASSWORD_PATH", "DB_CERT", "DB_KEY", "DB_ROOT_CERT",
+        "SKIP_MIGRATIONS",
+    ))
+    # Keys built from checked options; overriding them would bypass the checks.
+    owned_paths = {
+        ("postgres",): "the postgres block is built from this module's options (host, port, user,"
+                       " database, search_path, password_secret, ssl_*, connector) and checked;"
+                       " set those options instead",
+        ("coderd", "replicas"): "set the replicas option instead (it also feeds the budget)",
+        ("coderd", "extraEnvs"): "set extra_envs (and max_db_connections) instead; Helm would"
+                                 " replace the whole list, dropping CODER_MAX_DB_CONNECTIONS",
+    }
+
+    def check(self, spec):
+        if spec["password_secret"]:
+            why = (", which no_password_env needs because the chart names a volume after the"
+                   " Secret") if spec["no_password_env"] else ""
+            check_secret_name("password_secret", spec["password_secret"],
+                              label=spec["no_password_env"], why=why)
+        for index, env in enumerate(spec["extra_envs"]):
+            field = f"extra_envs[{index}].name"
+            if env["name"] in self.chart_env:
+                raise InputError(field, f"{field} {env['name']} shadows a variable the Coder v1"
+                                        f" chart sets itself from postgres.* values, which the"
+                                        f" chart does not support; set the matching option of"
+                                        f" this module instead")
+            if env["name"] == "CODER_MAX_DB_CONNECTIONS":
+                raise InputError(field, f"{field} CODER_MAX_DB_CONNECTIONS is set from the"
+                                        f" max_db_connections option (which the budget checks);"
+                                        f" set that instead")
+        for path in touched_paths(spec["values_overrides"]):
+            for owned, fix in self.owned_paths.items():
+                if path[:len(owned)] == owned:
+                    where = "values_overrides." + ".".join(str(p) for p in path)
+                    raise InputError(where, f"{where} overrides a key this module builds: {fix}")
+
+    def build(self, spec):
+        def secret(ref):
+            return dict(ref) if ref else {"name": "", "key": ""}
+
+        postgres = {
+            # The chart's default is true, and while it is, every other postgres.* key is ignored.
+            "default": {"enable": False},
+            "host": spec["host"],
+            # A string in the chart; quoted in the YAML.
+            "port": str(spec["port"]),
+            "user": spec["user"],
+            "database": spec["database"],
+            "searchPath": spec["search_path"] or "",
+            "passwordSecret": spec["password_secret"] or "",
+            "noPasswordEnv": spec["no_password_env"],
+            "sslMode": spec["ssl_mode"],
+            "ssl": {
+                "certSecret": secret(spec["ssl_cert_secret"]),
+                "keySecret": secret(spec["ssl_key_secret"]),
+                "rootCertSecret": secret(spec["ssl_root_cert_secret"]),
+            },
+            "connector": spec["connector"],
+        }
+        coderd = {
+            "replicas": spec["replicas"],
+            "extraEnvs": [{"name": "CODER_MAX_DB_CONNECTIONS",
+                           "value": str(spec["max_db_connections"])}] + spec["extra_envs"],
+        }
+        service = {}
+        for option, key in (("type", "type"), ("external_traffic_policy", "externalTrafficPolicy"),
+                            ("load_balancer_ip", "loadBalancerIP"),
+                            ("load_balancer_source_ranges", "loadBalancerSourceRanges")):
+            if spec["service"].get(option) is not None:
+                service[key] = spec["service"][option]
+        if service:
+            coderd["serviceSpec"] = service
+        if spec["service_account_annotations"]:
+            coderd["builtinProviderServiceAccount"] = {
+                "annotations": dict(spec["service_account_annotations"])}
+        values = {"postgres": postgres, "coderd": coderd}
+        ingress = {}
+        for option, key in (("enable", "enable"), ("host", "host"), ("class_name", "className")):
+            if spec["ingress"].get(option) is not None:
+                ingress[key] = spec["ingress"][option]
+        if spec["ingress"].get("tls_enable") is not None:
+            ingress["tls"] = {"enable": spec["ingress"]["tls_enable"]}
+        if ingress:
+            values["ingress"] = ingress
+        return values
+
+
+BUILDERS = {"v1": _V1Builder()}
+
+
+def build_values(params):
+    """Check the input and build the values. Returns (values, budget); raises InputError."""
+    generation = params.get("chart_generation") or "v1"
+    builder = BUILDERS.get(generation)
+    if builder is None:
+        raise InputError("chart_generation", f"chart_generation {generation!r} is not supported by"
+                                             f" this collection version; use one of"
+                                             f" {', '.join(sorted(BUILDERS))}")
+    spec = normalise(params)
+    builder.check(spec)
+    values = builder.build(spec)
+    values = helm_merge(values, spec["values_overrides"], names=["values", "values_overrides"])
+    return values, spec["budget"]
+
+
+def render_yaml(values):
+    """The values file's text: stable key order, so an unchanged input gives the same bytes."""
+    header = ("# Helm values for the Coder chart, written by coderops.deploy.coder_values.\n"
+              "# They name Secrets only; no password is stored here.\n")
+    return header + yaml.safe_dump(values, default_flow_style=False, sort_keys=True,
+                                   allow_unicode=True)

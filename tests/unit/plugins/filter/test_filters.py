@@ -1,0 +1,81 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The filters: delegation to module_utils and AnsibleFilterError naming the filter."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.coderops.deploy.plugins.filter import (
+    coder_connection_budget,
+    coder_pg_url,
+    coder_values_merge,
+)
+from ansible_collections.coderops.deploy.plugins.module_utils._budget import connection_budget
+
+CANARY = "p w'\"=@%\\:é€"
+
+
+def test_filters_are_registered():
+    assert "coder_connection_budget" in coder_connection_budget.FilterModule().filters()
+    assert "coder_values_merge" in coder_values_merge.FilterModule().filters()
+    assert "coder_pg_url" in coder_pg_url.FilterModule().filters()
+
+
+def test_budget_is_the_shared_function():
+    facts = {"max_connections": 20, "superuser_reserved_connections": 3,
+             "connections_in_use": {"others": 2}}
+    got = coder_connection_budget.coder_connection_budget(facts, replicas=2, max_db_connections=4)
+    assert got == connection_budget(20, 3, held_by_others=2, replicas=2, max_db_connections=4)
+
+
+@pytest.mark.parametrize("facts,kwargs,fragment", [
+    ("x", {}, "the input must be a dictionary"),
+    ({}, {}, "the input lacks max_connections"),
+    ({"max_connections": 20, "superuser_reserved_connections": 3}, {"replicas": 0}, "replicas"),
+])
+def test_budget_errors(facts, kwargs, fragment):
+    with pytest.raises(AnsibleFilterError) as err:
+        coder_connection_budget.coder_connection_budget(facts, **kwargs)
+    assert str(err.value).startswith("coderops.deploy.coder_connection_budget: ")
+    assert fragment in str(err.value)
+
+
+def test_merge():
+    assert coder_values_merge.coder_values_merge({"a": {"b": 1}}, {"a": {"c": 2}}, {"a": {"b": 3}}) == {
+        "a": {"b": 3, "c": 2}}
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (({"a": 1},), "give at least one dictionary"),
+    (("x", {}), "the input must be a dictionary"),
+    (({}, {}, [1]), "argument 2 must be a dictionary"),
+])
+def test_merge_errors(args, fragment):
+    with pytest.raises(AnsibleFilterError) as err:
+        coder_values_merge.coder_values_merge(*args)
+    assert str(err.value).startswith("coderops.deploy.coder_values_merge: ")
+    assert fragment in str(err.value)
+
+
+def test_url():
+    assert coder_pg_url.coder_pg_url({"host": "db", "port": 5432, "user": "u", "database": "d"},
+                                     password="a b") == "postgres://u:a%20b@db:5432/d?sslmode=require"
+
+
+@pytest.mark.parametrize("conn,kwargs,fragment", [
+    ("db", {}, "the input must be a dictionary"),
+    ({"host": "db"}, {}, "the input lacks port, user, database"),
+    ({"host": "db", "port": "x", "user": "u", "database": "d"}, {}, "port must be a number"),
+    ({"host": "db", "port": 1, "user": "u", "database": "d"}, {"password": CANARY + "\n"},
+     "password has leading or trailing white space"),
+])
+def test_url_errors_never_hold_the_password(conn, kwargs, fragment):
+    kwargs.setdefault("password", CANARY)
+    with pytest.raises(AnsibleFilterError) as err:
+        coder_pg_url.coder_pg_url(conn, **kwargs)
+    text = str(err.value)
+    assert text.startswith("coderops.deploy.coder_pg_url: ") and fragment in text
+    assert CANARY.strip() not in text and err.value.__cause__ is None
