@@ -22,8 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bed import build, container, envfile, kube, latency, pki, postgres  # noqa: E402
-from bed.config import (KUBE_APISERVER_PORT, PG_CONTAINER, PG_SERVERS, STATE,  # noqa: E402
-                        TOXIPROXY_API_PORT, selected_servers)
+from bed.config import KUBE_APISERVER_PORT, PG_CONTAINER, PG_SERVERS, STATE, TOXIPROXY_API_PORT, selected_servers  # noqa: E402
 from bed.procs import TestbedError, alive, fail, port_free, processes_under, say  # noqa: E402
 
 SERVERS_FILE = STATE / "servers.json"

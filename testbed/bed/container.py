@@ -101,8 +101,9 @@ def start(pki: Path, password_file: Path) -> None:
          "-v", f"{secrets}:/run/coderops-secrets:ro", tag], what="starting the PostgreSQL container")
 
     def ready() -> bool:
-        probe = subprocess.run(["docker", "exec", PG_CONTAINER, f"/usr/lib/postgresql/{VERSIONS['PG_MAJOR']}/bin/pg_isready", "-q", "-h", "127.0.0.1",
-                                "-U", "postgres"], capture_output=True)
+        isready = f"/usr/lib/postgresql/{VERSIONS['PG_MAJOR']}/bin/pg_isready"
+        probe = subprocess.run(["docker", "exec", PG_CONTAINER, isready, "-q", "-h", "127.0.0.1", "-U", "postgres"],
+                               capture_output=True)
         return probe.returncode == 0
 
     try:

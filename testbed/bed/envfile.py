@@ -5,8 +5,7 @@ from __future__ import annotations
 import shlex
 
 from . import build
-from .config import (DB_NAME, DB_USER, KUBE_APISERVER_PORT, MTLS_USER, PG_SERVERS, STATE,
-                     TOXIPROXY_API_PORT)
+from .config import DB_NAME, DB_USER, KUBE_APISERVER_PORT, MTLS_USER, PG_SERVERS, STATE, TOXIPROXY_API_PORT
 from .postgres import socket_dir
 
 PKI = STATE / "pki"

@@ -11,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
 from conftest import REPO
 
 TESTBED = [sys.executable, str(REPO / "testbed" / "testbed.py")]

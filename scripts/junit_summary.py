@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Count test cases in JUnit XML files: `junit_summary.py DIR` prints "N passed, N failed, N skipped"
+and exits 1 when anything failed. `junit_summary.py --record DIR NAME RC LOG` writes a one-case
+file for a step that has no JUnit output of its own (a linter, say)."""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+
+def record(directory: Path, name: str, rc: int, log: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    body = ""
+    if rc != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log.exists() else ""
+        body = f'<failure message="exit {rc}">{escape(tail)}</failure>'
+    (directory / f"{name}.xml").write_text(
+        f'<testsuite name="{escape(name)}" tests="1" failures="{int(rc != 0)}">'
+        f'<testcase classname="steps" name="{escape(name)}">{body}</testcase></testsuite>\n')
+
+
+def summarise(directory: Path) -> tuple[int, int, int]:
+    passed = failed = skipped = 0
+    for xml in sorted(directory.glob("*.xml")):
+        for case in ET.parse(xml).getroot().iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed += 1
+            elif case.find("skipped") is not None:
+                skipped += 1
+            else:
+                passed += 1
+    return passed, failed, skipped
+
+
+def main() -> int:
+    if sys.argv[1] == "--record":
+        record(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), Path(sys.argv[5]))
+        return 0
+    passed, failed, skipped = summarise(Path(sys.argv[1]))
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test`: every suite, in order, against the running test bed. Each suite leaves JUnit XML in
+# tests/output/junit; the last line counts the test cases of all of them. Exits non-zero when any
+# step failed (all steps still run, so one run shows everything that is broken).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=tests/output
+export JUNIT_DIR="$PWD/$OUT/junit"
+rm -rf "$JUNIT_DIR" "$OUT/logs"
+mkdir -p "$JUNIT_DIR" "$OUT/logs"
+VENV=.venv/bin
+steps_failed=0
+
+# step NAME CMD...: run a step; its output goes to the terminal and to tests/output/logs/NAME.log.
+# A step that writes no JUnit file of its own gets a one-case file from its exit code.
+step() {
+  local name=$1; shift
+  local log="$OUT/logs/$name.log" start=$SECONDS
+  local before; before=$(find "$JUNIT_DIR" -name '*.xml' | wc -l)
+  echo "==> $name"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$(find "$JUNIT_DIR" -name '*.xml' | wc -l)" -eq "$before" ]; then
+    python3 scripts/junit_summary.py --record "$JUNIT_DIR" "$name" "$rc" "$log"
+  fi
+  [ "$rc" -eq 0 ] || steps_failed=$((steps_failed + 1))
+  echo "<== $name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - start)) s"
+}
+
+step lint-testbed bash -c "$VENV/ruff check testbed tests/testbed scripts && $VENV/yamllint testbed tests/testbed .yamllint"
+step testbed-smoke "$VENV/pytest" -p no:cacheprovider -q tests/testbed --junitxml="$JUNIT_DIR/testbed-smoke.xml"
+if [ -x scripts/test-collection.sh ]; then
+  step collection scripts/test-collection.sh
+fi
+
+echo
+python3 scripts/junit_summary.py "$JUNIT_DIR"
+summary_rc=$?
+if [ "$steps_failed" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
+  echo "make test: $steps_failed step(s) failed; logs in $OUT/logs" >&2
+  exit 1
+fi
