@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: coder_connection_budget
 short_description: The connection budget of a Coder deployment on a PostgreSQL server
 version_added: 0.1.0
-author: coderops maintainers
+author: coderops maintainers (@coderops)
 description:
   - Computes whether O(replicas) coderd replicas with pools of O(max_db_connections) connections,
     plus the surge pods of a rolling update, fit into what the server allows.

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: coder_pg_url
 short_description: A URL-encoded PostgreSQL connection URL for the Coder v2 chart's Secret
 version_added: 0.1.0
-author: coderops maintainers
+author: coderops maintainers (@coderops)
 description:
   - Builds C(postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=MODE), the value the Coder v2
     chart reads from a Secret as C(CODER_PG_CONNECTION_URL).

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: coder_values_merge
 short_description: Merge Helm values the way Helm merges values files
 version_added: 0.1.0
-author: coderops maintainers
+author: coderops maintainers (@coderops)
 description:
   - Merges one or more dictionaries of Helm values into the input, left to right, exactly like
     C(helm -f a.yaml -f b.yaml) merges values files.
@@ -38,7 +38,7 @@ EXAMPLES = r"""
 - name: Add resource requests to generated values
   ansible.builtin.set_fact:
     coder_final_values: >-
-      {{ coder_values.values | coderops.deploy.coder_values_merge(
+      {{ coder_values['values'] | coderops.deploy.coder_values_merge(
            {'coderd': {'resources': {'requests': {'cpu': '1'}}}},
            {'coderd': {'serviceSpec': {'loadBalancerIP': none}}}) }}
 """

@@ -106,10 +106,12 @@ def check_secret_name(field, name, label=False, why=""):
     require_text(field, name, "the name of a Kubernetes Secret")
     ok = is_dns1123_label(name) if label else is_dns1123_subdomain(name)
     if not ok:
-        kind = ("a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters,"
-                " starting and ending with a letter or digit, no dots)") if label else (
-                "a DNS-1123 name (lower-case letters, digits, '-' and '.', at most 253"
-                " characters, each dot-separated part starting and ending with a letter or digit)")
+        if label:
+            kind = ("a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters,"
+                    " starting and ending with a letter or digit, no dots)")
+        else:
+            kind = ("a DNS-1123 name (lower-case letters, digits, '-' and '.', at most 253"
+                    " characters, each dot-separated part starting and ending with a letter or digit)")
         raise InputError(field, f"{field} {name!r} is not {kind}{why}; rename the Secret, for"
                                 f" example to {_suggest_name(name)!r}")
     return name

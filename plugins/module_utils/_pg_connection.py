@@ -219,7 +219,8 @@ def failure_from_exception(exc, params, token=None):
 
 
 def build_failure(reason, params, detail=None):
-    message = f"PostgreSQL connection failed ({reason}): {explain(reason, **_context(params))}."
+    what = "PostgreSQL server refused" if reason == "standby" else "PostgreSQL connection failed"
+    message = f"{what} ({reason}): {explain(reason, **_context(params))}."
     if detail:
         message += " The server or libpq said: " + " ".join(detail.split())
     return ConnectionFailure(reason, message, detail)

@@ -107,7 +107,7 @@ def _read_facts(conn, latency_samples, timeout_ms):
         row = cur.fetchone()
         ssl_in_use, protocol, cipher, bits, client_cert = row if row else (False, None, None, None, False)
         samples = []
-        for _ in range(latency_samples):
+        for _sample in range(latency_samples):
             start = time.perf_counter()
             cur.execute(_PING_SQL)
             cur.fetchone()

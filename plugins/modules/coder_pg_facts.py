@@ -18,7 +18,7 @@ description:
   - Everything returned is read from the server; nothing is echoed from the input.
   - Every failure has a stable RV(reason) and a message that says what to fix.
 author:
-  - coderops maintainers
+  - coderops maintainers (@coderops)
 extends_documentation_fragment:
   - coderops.deploy._pg_connection
   - coderops.deploy._budget

@@ -23,7 +23,7 @@ description:
     the largest pool that would.
   - Optionally writes the values to O(dest), atomically and with mode C(0600).
 author:
-  - coderops maintainers
+  - coderops maintainers (@coderops)
 extends_documentation_fragment:
   - coderops.deploy._budget
   - coderops.deploy._attributes
@@ -219,6 +219,7 @@ notes:
   - The values only name Secrets. Create the Secrets themselves separately (the password Secret
     keeps the password under the key C(password)).
   - With O(dest), the host that runs the module needs PyYAML.
+  - Read the result's values as C(result['values']) in Jinja; C(result.values) is the dictionary's C(values) method.
 seealso:
   - module: coderops.deploy.coder_pg_facts
   - plugin: coderops.deploy.coder_values_merge
@@ -279,7 +280,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 values:
-  description: The Helm values (O(values_overrides) merged in).
+  description:
+    - The Helm values (O(values_overrides) merged in).
+    - In Jinja, write C(result['values']); C(result.values) is the dictionary's C(values) method.
   returned: success
   type: dict
   sample:

@@ -44,6 +44,14 @@ def build(**update):
     return build_values(params)
 
 
+def build_only(**update):
+    return build(**update)[0]
+
+
+def build_budget(**update):
+    return build(**update)[1]
+
+
 def get(values, path):
     node = values
     for part in path.split("."):
@@ -94,14 +102,14 @@ POSTGRES_ROWS = [
 @pytest.mark.parametrize("path,update,expected", POSTGRES_ROWS,
                          ids=[f"{r[0]}-{i}" for i, r in enumerate(POSTGRES_ROWS)])
 def test_postgres_rows(path, update, expected):
-    values, _ = build(**update)
+    values = build_only(**update)
     assert get(values, path) == expected
     if path == "postgres.port":
         assert isinstance(get(values, path), str)
 
 
 def test_postgres_block_has_exactly_the_contract_keys():
-    values, _ = build()
+    values = build_only()
     assert set(values["postgres"]) == {
         "default", "host", "port", "user", "database", "searchPath", "passwordSecret",
         "noPasswordEnv", "sslMode", "ssl", "connector"}
@@ -143,12 +151,12 @@ CODERD_ROWS = [
 @pytest.mark.parametrize("path,update,expected", CODERD_ROWS,
                          ids=[f"{r[0]}-{i}" for i, r in enumerate(CODERD_ROWS)])
 def test_coderd_rows(path, update, expected):
-    values, _ = build(**update)
+    values = build_only(**update)
     assert get(values, path) == expected
 
 
 def test_unset_service_and_ingress_leave_chart_defaults():
-    values, _ = build()
+    values = build_only()
     assert "serviceSpec" not in values["coderd"]
     assert "builtinProviderServiceAccount" not in values["coderd"]
     assert "ingress" not in values
@@ -209,15 +217,15 @@ RENDER_ROWS = [
 @pytest.mark.parametrize("var,update,expected", RENDER_ROWS,
                          ids=[f"{r[0]}-{i}" for i, r in enumerate(RENDER_ROWS)])
 def test_rendered_env(var, update, expected):
-    values, _ = build(**update)
-    env, _ = render_v1_env(values)
+    values = build_only(**update)
+    env = render_v1_env(values)[0]
     assert env.get(var) == expected
 
 
 def test_rendered_volumes_no_password_env():
-    values, _ = build(password_secret="coder-db", no_password_env=True, ssl_mode="verify-full",
-                      ssl_root_cert_secret={"name": "ca", "key": "ca.crt"})
-    _, volumes = render_v1_env(values)
+    values = build_only(password_secret="coder-db", no_password_env=True, ssl_mode="verify-full",
+                        ssl_root_cert_secret={"name": "ca", "key": "ca.crt"})
+    volumes = render_v1_env(values)[1]
     assert volumes == {"coder-db": "/run/secrets/coder-db", "pgrootcert": "/etc/ssl/certs/pg/rootcert"}
 
 
@@ -314,22 +322,22 @@ def test_facts_fill_port_user_database_and_budget():
 
 
 def test_explicit_options_win_over_facts():
-    values, _ = build(port="6432", user="u", database="d", pg_facts=FACTS)
+    values = build_only(port="6432", user="u", database="d", pg_facts=FACTS)
     assert (values["postgres"]["port"], values["postgres"]["user"],
             values["postgres"]["database"]) == ("6432", "u", "d")
 
 
 def test_no_budget_without_facts():
-    _, budget = build(replicas=50, max_db_connections=100)
+    budget = build_budget(replicas=50, max_db_connections=100)
     assert budget is None
 
 
 def test_overrides_merge_like_helm():
-    values, _ = build(service={"type": "LoadBalancer", "load_balancer_source_ranges": ["a"]},
-                      values_overrides={"coderd": {"serviceSpec": {"loadBalancerSourceRanges": ["b"],
-                                                                   "loadBalancerIP": None},
-                                                   "image": {"tag": "1.2.3"}},
-                                        "ingress": {"enable": True}})
+    overrides = {"coderd": {"serviceSpec": {"loadBalancerSourceRanges": ["b"], "loadBalancerIP": None},
+                            "image": {"tag": "1.2.3"}},
+                 "ingress": {"enable": True}}
+    values = build_only(service={"type": "LoadBalancer", "load_balancer_source_ranges": ["a"]},
+                        values_overrides=overrides)
     assert values["coderd"]["serviceSpec"] == {"type": "LoadBalancer",
                                                "loadBalancerSourceRanges": ["b"],
                                                "loadBalancerIP": None}
@@ -339,7 +347,7 @@ def test_overrides_merge_like_helm():
 
 
 def test_values_hold_no_secret_material():
-    values, _ = build(password_secret="coder-db", extra_envs=[{"name": "X", "value": "y"}])
+    values = build_only(password_secret="coder-db", extra_envs=[{"name": "X", "value": "y"}])
     text = render_yaml(values)
     assert "password:" not in text
     assert "passwordSecret: coder-db" in text

@@ -39,7 +39,11 @@ class FakeCursor:
         return self.last
 
 
-def fake_conn(version_num=150014, reserved=None, in_recovery=False, ssl=True, total=12, mine=2):
+def fake_conn(*args, **kwargs):
+    return fake_conn_and_log(*args, **kwargs)[0]
+
+
+def fake_conn_and_log(version_num=150014, reserved=None, in_recovery=False, ssl=True, total=12, mine=2):
     log = []
     rows = {
         "set_config": ("10000",),
@@ -71,7 +75,7 @@ def run(conn, **update):
 
 
 def test_facts_are_read_and_connection_closed():
-    conn, log = fake_conn()
+    conn, log = fake_conn_and_log()
     (facts, failure), opener = run(conn)
     assert failure is None
     assert opener.call_count == 1
@@ -89,18 +93,18 @@ def test_facts_are_read_and_connection_closed():
 
 
 def test_pg16_reserved_connections():
-    conn, _ = fake_conn(version_num=160004, reserved=4)
-    (facts, _), _ = run(conn)
+    conn = fake_conn(version_num=160004, reserved=4)
+    facts = run(conn)[0][0]
     assert facts["reserved_connections"] == 4
     assert facts["budget"]["available"] == 100 - 3 - 4 - 10
 
 
 def test_standby_fails_with_facts_unless_allowed():
-    conn, _ = fake_conn(in_recovery=True)
-    (facts, failure), _ = run(conn)
+    conn = fake_conn(in_recovery=True)
+    (facts, failure), _opener = run(conn)
     assert failure.reason == "standby" and facts["in_recovery"] is True
-    conn, _ = fake_conn(in_recovery=True)
-    (facts, failure), _ = run(conn, require_primary=False)
+    conn = fake_conn(in_recovery=True)
+    (facts, failure), _opener = run(conn, require_primary=False)
     assert failure is None and facts["in_recovery"] is True
 
 
@@ -110,7 +114,7 @@ def test_query_error_is_mapped_and_connection_closed():
     cursor.__enter__.return_value = cursor
     cursor.execute.side_effect = facts_mod.psycopg2.OperationalError("server closed the connection unexpectedly")
     conn.cursor.return_value = cursor
-    (facts, failure), _ = run(conn)
+    (facts, failure), _opener = run(conn)
     assert facts is None and failure.reason == "other"
     conn.close.assert_called_once()
 
@@ -136,7 +140,7 @@ def test_connection_failure_passes_through():
 
 
 def test_rds_token_is_registered_as_secret():
-    conn, _ = fake_conn()
+    conn = fake_conn()
     seen = []
     with mock.patch.object(facts_mod, "rds_auth_token", return_value="TOKEN"), \
             mock.patch.object(facts_mod, "open_connection", return_value=conn) as opener:

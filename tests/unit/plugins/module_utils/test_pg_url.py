@@ -59,7 +59,7 @@ def test_errors_name_the_field_and_never_the_password(kwargs, field):
     args = {"host": "db", "port": 5432, "user": "u", "database": "d", "password": CANARY}
     args.update(kwargs)
     with pytest.raises(InputError) as err:
-        pg_url(args.pop("host"), args.pop("port"), args.pop("user"), args.pop("database"), **args)
+        pg_url(**args)
     assert err.value.field == field
     text = str(err.value) + repr(err.value.args)
     for part in (CANARY, CANARY.strip(), "p w'", "é€"):

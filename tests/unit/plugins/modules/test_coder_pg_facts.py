@@ -34,7 +34,7 @@ def run(capsys, gather_result, **args):
 
 def test_failure_has_reason_and_changed_false(capsys):
     failure = ConnectionFailure("timeout", f"no answer {CANARY}")
-    result, out, _ = run(capsys, (None, failure))
+    result, out = run(capsys, (None, failure))[:2]
     assert result["failed"] is True and result["reason"] == "timeout"
     assert result["changed"] is False
     assert CANARY not in out  # AnsibleModule masks no_log values even where we forgot to

@@ -1,0 +1,304 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""The helm command line, for helm 3 and helm 4.
+
+The one place that knows the flags of both majors:
+
+* helm 3 waits with a plain ``--wait``; helm 4 takes a strategy, ``--wait=watcher`` (kstatus,
+  the default strategy of ``--rollback-on-failure``) or ``--wait=legacy`` (helm 3's checks);
+* helm 3's ``--atomic`` is ``--rollback-on-failure`` in helm 4 and missing on ``helm install``
+  in 4.0 and 4.1. Neither is used here: the caller rolls back itself, to the revision it chose
+  from ``helm history -o json`` (``--atomic`` cannot keep a failed first install, and it sits
+  out the whole timeout where the caller stops early);
+* helm 4 logs ``level=WARN ...`` lines on stderr besides the ``Error:`` line.
+
+Values go to helm in a file (mode 0600, removed afterwards), never on the command line. They
+only name Secrets, so no password ever reaches helm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+
+try:
+    import yaml
+except ImportError:
+    yaml = None
+    HAS_YAML = False
+else:
+    HAS_YAML = True
+
+GOOD_STATUSES = ("deployed", "superseded")
+PENDING_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback")
+WAIT_STRATEGIES = ("watcher", "legacy")
+ERROR_LIMIT = 1500
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+_NOT_FOUND = ("release: not found", "release not found")
+
+
+class HelmError(Exception):
+    """A helm command failed; `field` names the option at fault when the input is to blame."""
+
+    def __init__(self, message, field=None, stderr=""):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.stderr = stderr
+
+
+def error_text(stderr, limit=ERROR_LIMIT):
+    """helm's error, without helm 4's log lines; shortened to `limit` characters."""
+    lines = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    if errors:
+        text = " ".join(e[len("Error:"):].strip() for e in errors)
+    else:
+        text = " ".join(ln for ln in lines if not ln.startswith("level=")) or " ".join(lines)
+    if len(text) > limit:
+        text = text[:limit] + f" ... ({len(text) - limit} more characters)"
+    return text
+
+
+def _parse_yaml(text, what):
+    if not HAS_YAML:
+        raise HelmError(f"reading {what} needs the Python library PyYAML on the host that runs helm")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise HelmError(f"helm printed {what} that is not YAML: {exc}") from None
+
+
+def parse_yaml_documents(text):
+    """Every document of a multi-document YAML stream (helm get hooks / manifest)."""
+    if not HAS_YAML:
+        return []
+    try:
+        return [d for d in yaml.safe_load_all(text or "") if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+
+
+class Running:
+    """A helm process started in its own session, with its output collected by threads."""
+
+    def __init__(self, cmd, env):
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, text=True, errors="replace",
+                                     start_new_session=True)
+        self._out, self._err = [], []
+        self._threads = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
+                         for s, b in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream, buf):
+        for line in stream:
+            buf.append(line)
+
+    def poll(self):
+        return self.proc.poll()
+
+    def stop(self, grace=20):
+        """SIGTERM (helm marks the release failed and stops), then SIGKILL after `grace` s."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return self.proc.wait(10)
+
+    def finish(self):
+        self.proc.wait()
+        for t in self._threads:
+            t.join(5)
+        return self.proc.returncode, "".join(self._out), "".join(self._err)
+
+
+class Helm:
+    """One helm binary, with the kubeconfig and context every command gets."""
+
+    def __init__(self, binary="helm", kubeconfig=None, context=None, env=None,
+                 wait_strategy="watcher"):
+        self.env = dict(os.environ if env is None else env)
+        path = shutil.which(binary, path=self.env.get("PATH")) if binary else None
+        if not path:
+            raise HelmError(f"helm_binary {binary!r} was not found (PATH is searched for a bare"
+                            f" name); install helm 3 or 4, or set helm_binary to its full path",
+                            field="helm_binary")
+        self.binary = path
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.wait_strategy = wait_strategy
+        self.version, self.major = self._version()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _global(self, namespace=None):
+        flags = []
+        if self.kubeconfig:
+            flags += ["--kubeconfig", self.kubeconfig]
+        if self.context:
+            flags += ["--kube-context", self.context]
+        if namespace:
+            flags += ["--namespace", namespace]
+        return flags
+
+    def run(self, args, namespace=None, timeout=120, check=True, what=None):
+        cmd = [self.binary] + list(args) + self._global(namespace)
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  errors="replace", env=self.env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise HelmError(f"helm {args[0]} did not answer within {timeout} s") from None
+        except OSError as exc:
+            raise HelmError(f"cannot run {self.binary}: {exc.strerror}", field="helm_binary") from None
+        if check and proc.returncode != 0:
+            raise HelmError(f"{what or 'helm ' + args[0]} failed: {error_text(proc.stderr)}",
+                            stderr=proc.stderr)
+        return proc
+
+    def _version(self):
+        proc = self.run(["version", "--short"], timeout=30, check=False)
+        match = _VERSION.search(proc.stdout or "")
+        if proc.returncode != 0 or not match:
+            raise HelmError(f"helm_binary {self.binary} does not work (helm version --short:"
+                            f" {error_text(proc.stderr or proc.stdout)})", field="helm_binary")
+        major = int(match.group(1))
+        if major not in (3, 4):
+            raise HelmError(f"helm_binary {self.binary} is helm {match.group(0)}; this collection"
+                            f" supports helm 3 and helm 4", field="helm_binary")
+        return match.group(0).lstrip("v"), major
+
+    def wait_flags(self):
+        """`--wait` for helm 3; `--wait=<strategy>` for helm 4."""
+        return ["--wait"] if self.major == 3 else [f"--wait={self.wait_strategy}"]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def history(self, name, namespace):
+        """All revisions, oldest first; [] when the release does not exist."""
+        proc = self.run(["history", name, "--output", "json", "--max", "1000"], namespace,
+                        check=False)
+        if proc.returncode != 0:
+            if any(s in (proc.stderr or "").lower() for s in _NOT_FOUND):
+                return []
+            raise HelmError(f"helm history {name} failed: {error_text(proc.stderr)}",
+                            stderr=proc.stderr)
+        try:
+            revisions = json.loads(proc.stdout or "[]") or []
+        except ValueError:
+            raise HelmError("helm history printed something that is not JSON") from None
+        return sorted(revisions, key=lambda r: int(r.get("revision", 0)))
+
+    def values(self, name, namespace, revision):
+        """The user-supplied values of one revision ({} when none)."""
+        proc = self.run(["get", "values", name, "--revision", str(revision), "--output", "json"],
+                        namespace)
+        try:
+            return json.loads(proc.stdout or "null") or {}
+        except ValueError:
+            raise HelmError("helm get values printed something that is not JSON") from None
+
+    def hooks(self, name, namespace, revision):
+        proc = self.run(["get", "hooks", name, "--revision", str(revision)], namespace, check=False)
+        return parse_yaml_documents(proc.stdout) if proc.returncode == 0 else []
+
+    def show_chart(self, ref, repo_url=None, version=None):
+        """Chart.yaml of the chart that an install would use (proves that it exists)."""
+        args = ["show", "chart", ref]
+        if repo_url:
+            args += ["--repo", repo_url]
+        if version and not os.path.exists(ref):
+            args += ["--version", version]
+        proc = self.run(args, timeout=120, check=False)
+        if proc.returncode != 0:
+            where = f" in {repo_url}" if repo_url else ""
+            field = "chart_version" if version and "version" in (proc.stderr or "") else "chart_ref"
+            raise HelmError(f"chart {ref!r}{' version ' + version if version else ''} was not"
+                            f" found{where}: {error_text(proc.stderr)}; check chart_ref,"
+                            f" chart_repo_url and chart_version", field=field, stderr=proc.stderr)
+        meta = _parse_yaml(proc.stdout, "Chart.yaml") or {}
+        if not isinstance(meta, dict) or not meta.get("name") or not meta.get("version"):
+            raise HelmError(f"chart {ref!r} has no name or version in its Chart.yaml", field="chart_ref")
+        chart = {"name": str(meta["name"]), "version": str(meta["version"]),
+                 "app_version": str(meta.get("appVersion") or "")}
+        if version and os.path.exists(ref) and chart["version"] != version:
+            raise HelmError(f"chart_version {version} does not exist at {ref}, which holds"
+                            f" {chart['name']} {chart['version']}; set chart_version to"
+                            f" {chart['version']} or point chart_ref at the wanted version",
+                            field="chart_version")
+        return chart
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def deploy_command(self, operation, name, namespace, chart_ref, values_file, timeout,
+                       repo_url=None, version=None, history_max=10, description=None,
+                       create_namespace=False):
+        """helm install or helm upgrade, waiting up to `timeout` seconds; never --atomic."""
+        args = [operation, name, chart_ref, "--values", values_file, "--timeout", f"{timeout}s"]
+        args += self.wait_flags()
+        if operation == "upgrade":
+            # Exactly the values given (no merge with the previous revision's values).
+            args += ["--reset-values", "--history-max", str(history_max)]
+        elif create_namespace:
+            args += ["--create-namespace"]
+        if repo_url:
+            args += ["--repo", repo_url]
+        if version and not os.path.exists(chart_ref):
+            args += ["--version", version]
+        if description:
+            args += ["--description", description]
+        return [self.binary] + args + self._global(namespace)
+
+    def start(self, cmd):
+        return Running(cmd, self.env)
+
+    def rollback(self, name, namespace, revision, timeout, wait=True, history_max=10):
+        args = ["rollback", name, str(revision), "--timeout", f"{timeout}s",
+                "--history-max", str(history_max)]
+        if wait:
+            args += self.wait_flags()
+        return self.run(args, namespace, timeout=timeout + 60, check=False)
+
+    def uninstall(self, name, namespace, timeout, wait=True):
+        args = ["uninstall", name, "--timeout", f"{timeout}s"]
+        if wait:
+            args += ["--wait"] if self.major == 3 else [f"--wait={self.wait_strategy}"]
+        return self.run(args, namespace, timeout=timeout + 60, check=False)
+
+
+def write_values_file(values):
+    """Write the values (JSON is YAML) to a private temporary file; returns (dir, path)."""
+    directory = tempfile.mkdtemp(prefix="coderops-helm-")
+    path = os.path.join(directory, "values.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(values, fh, sort_keys=True)
+    return directory, path
+
+
+def remove_values_file(directory):
+    shutil.rmtree(directory, ignore_errors=True)
