@@ -176,7 +176,9 @@ def _rss_mib() -> float:
     total = 0
     pids = {pid for pid, _ in processes_under(STATE)}
     if container.running():
-        pids |= _container_pids()
+        # The container's processes and the daemons that run it count too.
+        pids |= _container_pids() | _pids_named("dockerd", "containerd", "containerd-shim",
+                                                "docker-proxy")
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -185,6 +187,17 @@ def _rss_mib() -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def _pids_named(*names: str) -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in names:
+                pids.add(int(entry.name))
+        except OSError:
+            pass
+    return pids
 
 
 def _container_pids() -> set[int]:
