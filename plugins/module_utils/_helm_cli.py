@@ -276,18 +276,27 @@ class Helm:
     def start(self, cmd):
         return Running(cmd, self.env)
 
-    def rollback(self, name, namespace, revision, timeout, wait=True, history_max=10):
+    def rollback_command(self, name, namespace, revision, timeout, wait=True, history_max=10):
         args = ["rollback", name, str(revision), "--timeout", f"{timeout}s",
                 "--history-max", str(history_max)]
         if wait:
             args += self.wait_flags()
-        return self.run(args, namespace, timeout=timeout + 60, check=False)
+        return [self.binary] + args + self._global(namespace)
 
-    def uninstall(self, name, namespace, timeout, wait=True):
+    def uninstall_command(self, name, namespace, timeout, wait=True):
         args = ["uninstall", name, "--timeout", f"{timeout}s"]
         if wait:
-            args += ["--wait"] if self.major == 3 else [f"--wait={self.wait_strategy}"]
-        return self.run(args, namespace, timeout=timeout + 60, check=False)
+            args += self.wait_flags()
+        return [self.binary] + args + self._global(namespace)
+
+    def run_command(self, cmd, timeout):
+        """Run a command built above to the end; returns (rc, stdout, stderr)."""
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  errors="replace", env=self.env, timeout=timeout + 60)
+        except subprocess.TimeoutExpired:
+            return 1, "", f"Error: {cmd[1]} did not finish within {timeout + 60} s"
+        return proc.returncode, proc.stdout, proc.stderr
 
 
 def write_values_file(values):

@@ -1,0 +1,46 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this doc fragment is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+#
+# Paired one-to-one with connection_argument_spec() in plugins/module_utils/_helm_release.py;
+# a unit test keeps the two in step.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  name:
+    description:
+      - Name of the Helm release (at most 53 characters).
+    type: str
+    required: true
+  namespace:
+    description:
+      - Namespace of the release.
+    type: str
+    required: true
+  helm_binary:
+    description:
+      - The helm binary, helm 3 or helm 4; a bare name is looked up in E(PATH).
+      - The flags that differ between the two majors are mapped (C(--wait) takes a strategy in helm 4).
+    type: str
+    default: helm
+  kubeconfig:
+    description:
+      - Path of the kubeconfig file for helm and the Kubernetes API client.
+      - When not set, E(KUBECONFIG), then C(~/.kube/config). The file must exist and be readable.
+    type: path
+  context:
+    description:
+      - Context of the kubeconfig to use; its current context when not set.
+    type: str
+requirements:
+  - helm 3 or helm 4
+  - the Python library C(kubernetes) (also needed by kubernetes.core)
+  - PyYAML
+"""

@@ -1,0 +1,501 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""What coder_helm_release reads and writes in the cluster besides helm.
+
+* The pods of the release's workloads while helm waits: how many are ready, why the others are
+  not, and whether one is in a state that will not heal by waiting (CrashLoopBackOff,
+  ImagePullBackOff, Failed ...).
+* Recent Events, for the failure summary.
+* The access URL: an Ingress host, or a LoadBalancer Service's address.
+* Failed hook Jobs that a failed revision left behind (they would make the next hook fail).
+* A Lease that one run holds while it changes the release, so that a second run sees that
+  another operation is in progress (and tells a live operation from a stuck pending-* release).
+
+The kubernetes Python client is used here (the same client kubernetes.core uses); helm itself
+talks to the API server with the same kubeconfig and context.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import uuid
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config.config_exception import ConfigException
+except ImportError:
+    HAS_KUBERNETES = False
+    ApiException = ConfigException = Exception
+else:
+    HAS_KUBERNETES = True
+
+RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name"
+FATAL_REASONS = frozenset((
+    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+    "ErrImageNeverPull",
+))
+LOCK_SUFFIX = "-coderops-lock"
+REQUEST_TIMEOUT = 20
+
+
+class KubeError(Exception):
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class LockBusy(Exception):
+    """Another run holds the release's Lease."""
+
+    def __init__(self, holder, renewed, operation):
+        super().__init__(f"held by {holder}")
+        self.holder = holder
+        self.renewed = renewed
+        self.operation = operation
+
+
+def _now():
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _micro(ts):
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _api_error(exc, what):
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", "") or ""
+    body = getattr(exc, "body", "") or ""
+    detail = body
+    try:
+        detail = json.loads(body).get("message", body)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    if status == 403:
+        return KubeError(f"{what}: forbidden (403). The kubeconfig's user lacks the RBAC verb:"
+                         f" {detail}")
+    return KubeError(f"{what}: {status or ''} {reason} {detail}".strip())
+
+
+def check_kubeconfig(kubeconfig, env=None):
+    """The kubeconfig file that helm and the client will use must exist and be readable."""
+    env = os.environ if env is None else env
+    if kubeconfig:
+        paths, field = [kubeconfig], "kubeconfig"
+    elif env.get("KUBECONFIG"):
+        paths, field = env["KUBECONFIG"].split(os.pathsep), "kubeconfig"
+    else:
+        paths, field = [os.path.expanduser("~/.kube/config")], "kubeconfig"
+    for path in paths:
+        if not path:
+            continue
+        if not os.path.exists(path):
+            raise KubeError(f"kubeconfig {path} does not exist; set kubeconfig (or KUBECONFIG) to"
+                            f" the cluster's kubeconfig file", field=field)
+        if not os.access(path, os.R_OK):
+            raise KubeError(f"kubeconfig {path} is not readable by this user; fix its permissions",
+                            field=field)
+    return paths[0]
+
+
+class Kube:
+    def __init__(self, kubeconfig=None, context=None, env=None):
+        if not HAS_KUBERNETES:
+            raise KubeError("the Python library kubernetes is needed on the host that runs helm"
+                            " (pip install kubernetes); kubernetes.core needs it too")
+        env = os.environ if env is None else env
+        path = check_kubeconfig(kubeconfig, env)
+        try:
+            self.api = k8s_config.new_client_from_config(config_file=kubeconfig or path,
+                                                         context=context)
+        except (ConfigException, ValueError, TypeError, OSError) as exc:
+            raise KubeError(f"kubeconfig {kubeconfig or path} cannot be used"
+                            f"{' with context ' + context if context else ''}: {exc}",
+                            field="kube_context" if context else "kubeconfig") from None
+        self.core = k8s_client.CoreV1Api(self.api)
+        self.apps = k8s_client.AppsV1Api(self.api)
+        self.batch = k8s_client.BatchV1Api(self.api)
+        self.net = k8s_client.NetworkingV1Api(self.api)
+        self.coord = k8s_client.CoordinationV1Api(self.api)
+
+    # -- cluster ---------------------------------------------------------------------------
+
+    def server_version(self):
+        try:
+            info = k8s_client.VersionApi(self.api).get_code(_request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            raise _api_error(exc, "reading the API server's version") from None
+        except Exception as exc:  # urllib3 connection errors and the like
+            raise KubeError(f"the API server in the kubeconfig cannot be reached: {exc}",
+                            field="kubeconfig") from None
+        return info.git_version
+
+    def namespace_exists(self, namespace):
+        try:
+            self.core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            if exc.status == 403:
+                # Reading namespaces is often not allowed; assume it exists, helm will tell.
+                return True
+            raise _api_error(exc, f"reading namespace {namespace}") from None
+
+    # -- workloads and pods ----------------------------------------------------------------
+
+    def _release_objects(self, lister, namespace, release):
+        try:
+            items = lister(namespace, _request_timeout=REQUEST_TIMEOUT).items
+        except ApiException as exc:
+            raise _api_error(exc, "listing the release's objects") from None
+        return [o for o in items
+                if (o.metadata.annotations or {}).get(RELEASE_NAME_ANNOTATION) == release]
+
+    def pods_report(self, namespace, release):
+        """Ready pods out of desired for every Deployment/StatefulSet of the release, and why not.
+
+        Only the pods of the newest template count (the new ReplicaSet, the StatefulSet's update
+        revision). Returns {"desired", "ready", "workloads": [...], "problems": [...]}, each
+        problem {"pod", "reason", "message", "fatal"}.
+        """
+        report = {"desired": 0, "ready": 0, "workloads": [], "problems": []}
+        for dep in self._release_objects(self.apps.list_namespaced_deployment, namespace, release):
+            self._deployment(namespace, dep, report)
+        for sts in self._release_objects(self.apps.list_namespaced_stateful_set, namespace, release):
+            self._statefulset(namespace, sts, report)
+        return report
+
+    def _selector(self, obj):
+        labels = (obj.spec.selector.match_labels or {}) if obj.spec.selector else {}
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+    def _deployment(self, namespace, dep, report):
+        desired = dep.spec.replicas if dep.spec.replicas is not None else 1
+        st = dep.status
+        revision = (dep.metadata.annotations or {}).get("deployment.kubernetes.io/revision")
+        pods = []
+        try:
+            rsets = self.apps.list_namespaced_replica_set(
+                namespace, label_selector=self._selector(dep), _request_timeout=REQUEST_TIMEOUT).items
+        except ApiException as exc:
+            raise _api_error(exc, "listing ReplicaSets") from None
+        newest = [rs for rs in rsets
+                  if any(o.uid == dep.metadata.uid for o in (rs.metadata.owner_references or []))
+                  and (rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision") == revision]
+        if newest:
+            hash_ = (newest[0].metadata.labels or {}).get("pod-template-hash")
+            if hash_:
+                pods = self._pods(namespace, f"{self._selector(dep)},pod-template-hash={hash_}")
+        ready = sum(1 for p in pods if _pod_ready(p))
+        report["desired"] += desired
+        report["ready"] += min(ready, desired)
+        report["workloads"].append({
+            "kind": "Deployment", "name": dep.metadata.name, "desired": desired, "ready": ready,
+            "updated": st.updated_replicas or 0, "available": st.available_replicas or 0,
+            "generation_observed": (st.observed_generation or 0) >= (dep.metadata.generation or 0),
+        })
+        for pod in pods:
+            report["problems"].extend(_pod_problems(pod))
+
+    def _statefulset(self, namespace, sts, report):
+        desired = sts.spec.replicas if sts.spec.replicas is not None else 1
+        rev = sts.status.update_revision
+        selector = self._selector(sts)
+        if rev:
+            selector += f",controller-revision-hash={rev}"
+        pods = self._pods(namespace, selector)
+        ready = sum(1 for p in pods if _pod_ready(p))
+        report["desired"] += desired
+        report["ready"] += min(ready, desired)
+        report["workloads"].append({"kind": "StatefulSet", "name": sts.metadata.name,
+                                    "desired": desired, "ready": ready,
+                                    "updated": sts.status.updated_replicas or 0,
+                                    "available": sts.status.available_replicas or 0,
+                                    "generation_observed": True})
+        for pod in pods:
+            report["problems"].extend(_pod_problems(pod))
+
+    def _pods(self, namespace, selector):
+        try:
+            return self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                 _request_timeout=REQUEST_TIMEOUT).items
+        except ApiException as exc:
+            raise _api_error(exc, "listing pods") from None
+
+    def workload_templates(self, namespace, release):
+        """{kind/name: pod template (dict)} of the release's Deployments and StatefulSets."""
+        out = {}
+        for lister, kind in ((self.apps.list_namespaced_deployment, "Deployment"),
+                             (self.apps.list_namespaced_stateful_set, "StatefulSet")):
+            for obj in self._release_objects(lister, namespace, release):
+                out[f"{kind}/{obj.metadata.name}"] = self.api.sanitize_for_serialization(obj.spec.template)
+        return out
+
+    # -- events ----------------------------------------------------------------------------
+
+    def recent_events(self, namespace, since, limit=10):
+        """The newest Events of the namespace since `since` (a datetime): Warnings first, then
+        the newest others, at most `limit`, oldest first."""
+        try:
+            items = self.core.list_namespaced_event(namespace, _request_timeout=REQUEST_TIMEOUT).items
+        except ApiException:
+            return []
+        cutoff = since - datetime.timedelta(seconds=5)
+        events = []
+        for ev in items:
+            when = ev.last_timestamp or ev.event_time or ev.first_timestamp or ev.metadata.creation_timestamp
+            if when is None or when < cutoff:
+                continue
+            obj = ev.involved_object
+            events.append({"time": when.isoformat(), "type": ev.type or "", "reason": ev.reason or "",
+                           "object": f"{(obj.kind or '').lower()}/{obj.name}",
+                           "message": " ".join((ev.message or "").split())[:300],
+                           "count": ev.count or 1})
+        events.sort(key=lambda e: e["time"])
+        warnings = [e for e in events if e["type"] == "Warning"][-limit:]
+        others = [e for e in events if e["type"] != "Warning"]
+        room = limit - len(warnings)
+        chosen = warnings + (others[-room:] if room > 0 else [])
+        return sorted(chosen, key=lambda e: e["time"])
+
+    # -- access URL ------------------------------------------------------------------------
+
+    def access_url(self, namespace, release):
+        """The Ingress host (https when it has TLS), else a LoadBalancer Service's address."""
+        try:
+            ingresses = self._release_objects(self.net.list_namespaced_ingress, namespace, release)
+        except KubeError:
+            ingresses = []
+        for ing in ingresses:
+            tls_hosts = {h for t in (ing.spec.tls or []) for h in (t.hosts or [])}
+            for rule in ing.spec.rules or []:
+                if rule.host:
+                    scheme = "https" if rule.host in tls_hosts else "http"
+                    return f"{scheme}://{rule.host}"
+        for svc in self._release_objects(self.core.list_namespaced_service, namespace, release):
+            if svc.spec.type != "LoadBalancer":
+                continue
+            for ing in (svc.status.load_balancer.ingress or []) if svc.status.load_balancer else []:
+                address = ing.hostname or ing.ip
+                if not address:
+                    continue
+                port = next((p.port for p in svc.spec.ports or []), 80)
+                if ":" in address:
+                    address = f"[{address}]"
+                scheme = "https" if port == 443 else "http"
+                suffix = "" if port in (80, 443) else f":{port}"
+                return f"{scheme}://{address}{suffix}"
+        return None
+
+    # -- hook Jobs -------------------------------------------------------------------------
+
+    def delete_failed_jobs(self, namespace, names):
+        """Delete the Jobs among `names` that failed; returns the names deleted."""
+        deleted = []
+        for name in names:
+            try:
+                job = self.batch.read_namespaced_job(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise _api_error(exc, f"reading Job {name}") from None
+            conditions = {c.type: c.status for c in (job.status.conditions or [])}
+            if conditions.get("Complete") == "True":
+                continue
+            if conditions.get("Failed") != "True" and not (job.status.failed or 0):
+                continue
+            try:
+                self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background",
+                                                 _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise _api_error(exc, f"deleting the failed hook Job {name}") from None
+            deleted.append(name)
+        return deleted
+
+    def failed_jobs_summary(self, namespace, names):
+        out = []
+        for name in names:
+            try:
+                job = self.batch.read_namespaced_job(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+            except ApiException:
+                continue
+            for c in job.status.conditions or []:
+                if c.type == "Failed" and c.status == "True":
+                    out.append({"job": name, "reason": c.reason or "Failed", "message": c.message or ""})
+        return out
+
+    # -- the Lease -------------------------------------------------------------------------
+
+    def lock_name(self, release):
+        return f"{release}{LOCK_SUFFIX}"
+
+    def read_lock(self, namespace, release):
+        """{"holder", "renewed", "operation", "expired"} of the release's Lease, or None."""
+        try:
+            lease = self.coord.read_namespaced_lease(self.lock_name(release), namespace,
+                                                     _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _api_error(exc, "reading the release's Lease") from None
+        return _lease_state(lease)
+
+
+def _lease_state(lease):
+    spec = lease.spec
+    renewed = spec.renew_time or spec.acquire_time
+    ttl = spec.lease_duration_seconds or 0
+    expired = renewed is None or (_now() - renewed).total_seconds() > ttl
+    return {"holder": spec.holder_identity or "", "renewed": renewed.isoformat() if renewed else None,
+            "operation": (lease.metadata.annotations or {}).get("coderops.io/operation", ""),
+            "expired": expired, "resource_version": lease.metadata.resource_version}
+
+
+class Lock:
+    """The release's Lease, held while one run changes the release.
+
+    Acquired with create (or, when the holder stopped renewing it for longer than its duration,
+    a replace with the Lease's resourceVersion), so two runs cannot both get it. Renewed every
+    few seconds by the holder, and deleted at the end.
+    """
+
+    def __init__(self, kube, namespace, release, ttl, operation):
+        self.kube = kube
+        self.namespace = namespace
+        self.name = kube.lock_name(release)
+        self.release_name = release
+        self.ttl = ttl
+        self.operation = operation
+        self.holder = f"{socket.gethostname()}/pid-{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.held = False
+        self._rv = None
+
+    def _body(self, rv=None):
+        now = _micro(_now())
+        meta = {"name": self.name,
+                "labels": {"app.kubernetes.io/managed-by": "coderops.deploy",
+                           "coderops.io/release": self.release_name},
+                "annotations": {"coderops.io/operation": self.operation}}
+        if rv:
+            meta["resourceVersion"] = rv
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": self.ttl,
+                         "acquireTime": now, "renewTime": now}}
+
+    def acquire(self):
+        coord = self.kube.coord
+        try:
+            lease = coord.create_namespaced_lease(self.namespace, self._body(),
+                                                  _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _api_error(exc, f"creating the Lease {self.name} (the run's lock)") from None
+            try:
+                current = coord.read_namespaced_lease(self.name, self.namespace,
+                                                      _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc2:
+                raise _api_error(exc2, f"reading the Lease {self.name}") from None
+            state = _lease_state(current)
+            if not state["expired"]:
+                raise LockBusy(state["holder"], state["renewed"], state["operation"]) from None
+            try:
+                lease = coord.replace_namespaced_lease(
+                    self.name, self.namespace, self._body(current.metadata.resource_version),
+                    _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc2:
+                if exc2.status == 409:
+                    raise LockBusy("another run that took over the expired lock", None, "") from None
+                raise _api_error(exc2, f"taking over the expired Lease {self.name}") from None
+        self._rv = lease.metadata.resource_version
+        self.held = True
+
+    def renew(self):
+        if not self.held:
+            return
+        body = self._body(self._rv)
+        try:
+            lease = self.kube.coord.replace_namespaced_lease(self.name, self.namespace, body,
+                                                             _request_timeout=REQUEST_TIMEOUT)
+            self._rv = lease.metadata.resource_version
+        except ApiException as exc:
+            if exc.status == 409:
+                # Someone changed it: re-read, keep it only if it is still ours.
+                try:
+                    current = self.kube.coord.read_namespaced_lease(
+                        self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+                except ApiException:
+                    return
+                if current.spec.holder_identity == self.holder:
+                    self._rv = current.metadata.resource_version
+        except Exception:  # a missed renewal is retried at the next tick
+            return
+
+    def release(self):
+        if not self.held:
+            return
+        try:
+            current = self.kube.coord.read_namespaced_lease(self.name, self.namespace,
+                                                            _request_timeout=REQUEST_TIMEOUT)
+            if current.spec.holder_identity == self.holder:
+                self.kube.coord.delete_namespaced_lease(
+                    self.name, self.namespace,
+                    body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(
+                        resource_version=current.metadata.resource_version)),
+                    _request_timeout=REQUEST_TIMEOUT)
+        except Exception:  # it expires by itself
+            pass
+        self.held = False
+
+
+def _pod_ready(pod):
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def _pod_problems(pod):
+    """Why a pod is not ready: one entry (the most telling reason), or none when it is."""
+    if pod.metadata.deletion_timestamp is not None or _pod_ready(pod):
+        return []
+    name = pod.metadata.name
+    status = pod.status
+    if status.phase == "Failed":
+        return [{"pod": name, "reason": status.reason or "Failed",
+                 "message": status.message or "the pod failed", "fatal": True}]
+    for kind, statuses in (("init container", status.init_container_statuses),
+                           ("container", status.container_statuses)):
+        for cs in statuses or []:
+            state = cs.state
+            if state and state.waiting and state.waiting.reason and state.waiting.reason != "PodInitializing":
+                reason = state.waiting.reason
+                return [{"pod": name, "reason": reason,
+                         "message": f"{kind} {cs.name}: {state.waiting.message or reason}"
+                                    f" (restarts: {cs.restart_count or 0})",
+                         "fatal": reason in FATAL_REASONS}]
+            if (kind == "init container" and state and state.terminated
+                    and state.terminated.exit_code not in (0, None)):
+                return [{"pod": name, "reason": state.terminated.reason or "Error",
+                         "message": f"{kind} {cs.name} exited with {state.terminated.exit_code}",
+                         "fatal": (cs.restart_count or 0) >= 2}]
+    for cond in status.conditions or []:
+        if cond.type == "PodScheduled" and cond.status == "False":
+            return [{"pod": name, "reason": cond.reason or "Unschedulable",
+                     "message": cond.message or "not scheduled", "fatal": False}]
+    for cond in status.conditions or []:
+        if cond.type == "Ready" and cond.status != "True":
+            return [{"pod": name, "reason": cond.reason or "NotReady",
+                     "message": cond.message or f"phase {status.phase}", "fatal": False}]
+    return [{"pod": name, "reason": status.phase or "Pending", "message": "not ready yet",
+             "fatal": False}]
