@@ -95,6 +95,9 @@ notes:
     E(CODER_PG_HOST), E(CODER_PG_PORT), E(CODER_PG_USER), E(CODER_PG_PASSWORD), E(CODER_PG_DATABASE),
     E(CODER_PG_SSLMODE), E(CODER_PG_SSLROOTCERT), E(CODER_PG_SSLCERT), E(CODER_PG_SSLKEY); and
     E(AWS_REGION) / E(AWS_DEFAULT_REGION) for O(aws_region)."
+  - Put E(CODER_PG_PASSWORD) into the environment of C(ansible-playbook) itself, as an AWX
+    credential does; do not set it with the task keyword C(environment), because Ansible writes
+    those values into the module's command line (visible in C(-vvv) output and the process list).
   - The module uses psycopg2 (C(psycopg2-binary) is fine) on the host that runs it, and boto3 for
     O(connector=awsiamrds).
 requirements:

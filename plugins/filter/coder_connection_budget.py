@@ -99,7 +99,6 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     BUDGET_DEFAULTS,
     BudgetError,

@@ -69,7 +69,6 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_url import pg_url
 

@@ -50,7 +50,6 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_values import (
     MergeError,
     helm_merge,

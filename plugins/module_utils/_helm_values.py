@@ -53,7 +53,8 @@ def helm_merge(base, *overrides, names=None):
     inputs = (base,) + overrides
     names = list(names or [])
     names += [f"input {i}" for i in range(len(names), len(inputs))]
-    for name, value in zip(names, inputs):
+    for index, value in enumerate(inputs):
+        name = names[index]
         if not isinstance(value, Mapping):
             raise MergeError(name, f"{name} must be a dictionary of Helm values; got"
                                    f" {type(value).__name__}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 
 from ansible.module_utils.basic import env_fallback
-
 from ansible_collections.coderops.deploy.plugins.module_utils._inputs import (
     CONNECTORS,
     SSL_MODES,

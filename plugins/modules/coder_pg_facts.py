@@ -273,7 +273,6 @@ budget:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     budget_argument_spec,
 )

@@ -330,7 +330,6 @@ changed:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     budget_argument_spec,
 )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.coderops.deploy.plugins.filter import (
     coder_connection_budget,
     coder_pg_url,

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     BudgetError,
     budget_argument_spec,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from ansible_collections.coderops.deploy.plugins.module_utils._coder_values import (
     BUILDERS,
     build_values,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_values import (
     MergeError,
     helm_merge,

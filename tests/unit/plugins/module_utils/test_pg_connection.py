@@ -11,7 +11,6 @@ from unittest import mock
 
 import pytest
 import yaml
-
 from ansible_collections.coderops.deploy.plugins.module_utils import _pg_connection as pgc
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import budget_argument_spec
 

@@ -10,7 +10,6 @@ of the integration tests, plus the variants of other libpq and server versions.
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_errors import (
     EXTRA_REASONS,
     REASONS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
-
 from ansible_collections.coderops.deploy.plugins.module_utils import _pg_facts as facts_mod
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_connection import (
     ConnectionFailure,

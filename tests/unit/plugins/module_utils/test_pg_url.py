@@ -8,7 +8,6 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
-
 from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_url import pg_url
 

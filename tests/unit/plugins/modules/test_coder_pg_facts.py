@@ -10,7 +10,6 @@ from unittest import mock
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_connection import (
     ConnectionFailure,
 )

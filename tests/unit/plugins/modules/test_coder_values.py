@@ -11,7 +11,6 @@ import stat
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.coderops.deploy.plugins.modules import coder_values
 
 BASE = {"host": "db.example.internal", "port": 5432, "user": "coder", "database": "coder",

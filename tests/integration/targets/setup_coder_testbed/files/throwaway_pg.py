@@ -89,7 +89,7 @@ def start(kind):
         as_pg([f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
                "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-instructions"])
         port = free_port()
-        conf = [f"listen_addresses = '127.0.0.1'", f"port = {port}",
+        conf = ["listen_addresses = '127.0.0.1'", f"port = {port}",
                 f"unix_socket_directories = '{base}'", "fsync = off", "shared_buffers = 8MB",
                 "max_connections = 10"]
         hba = ["local all all trust"]
