@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright (c) 2025, coderops maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -43,7 +43,7 @@ def forms(secret):
 
 
 def make_canary():
-    core = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
+    core = "".join(secrets.choice(string.ascii_letters + string.digits) for _index in range(16))
     return f"Cn{core} \" ' = @ % \\ : é€ z"
 
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright (c) 2025, coderops maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -26,18 +26,17 @@ def main():
         fh.seek(offset)
         text = fh.read().decode("utf-8", "replace")
     statements = {}
-    current = None
+    current_pid = None
     for raw in text.splitlines():
         m = LINE.match(raw)
         if m:
-            pid, rest = m.groups()
-            statements.setdefault(pid, []).append(rest)
-            current = (pid, len(statements[pid]) - 1)
-        elif current and raw.startswith(("\t", " ")):
-            pid, index = current
-            statements[pid][index] += "\n" + raw.strip()
+            current_pid = m.group(1)
+            statements.setdefault(current_pid, []).append(m.group(2))
+        elif current_pid is not None and raw.startswith(("\t", " ")):
+            # A statement that spans several lines continues with indented lines.
+            statements[current_pid][-1] += "\n" + raw.strip()
         else:
-            current = None
+            current_pid = None
     ours = sorted(pid for pid, stmts in statements.items() if any(marker in s for s in stmts))
     print(json.dumps({
         "backends": ours,
