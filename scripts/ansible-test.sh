@@ -4,6 +4,7 @@
 #   scripts/ansible-test.sh sanity                  # --venv --python 3.11 added when no environment option is given
 #   scripts/ansible-test.sh units
 #   scripts/ansible-test.sh integration coder_pg_facts
+#   scripts/ansible-test.sh --sync-only            # only refresh the scratch tree (prints its path)
 #
 # ansible-test wants the collection under ansible_collections/<namespace>/<name>/, so this
 # script mirrors the repository's collection files (git-tracked plus untracked-but-not-ignored,
@@ -112,6 +113,13 @@ if [ "$has_env" = 0 ] && [ "$#" -gt 0 ]; then
         sanity) args+=(--venv --python "$PYTHON_VERSION") ;;
         units|integration) args+=(--local --python "$PYTHON_VERSION") ;;
     esac
+fi
+
+if [ "${1:-}" = --sync-only ]; then
+    sync_collection
+    write_integration_config
+    echo "$COLLECTION"
+    exit 0
 fi
 
 install_pip_bootstrap

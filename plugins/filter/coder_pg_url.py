@@ -69,7 +69,7 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError, type_name
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_url import pg_url
 
 _NAME = "coderops.deploy.coder_pg_url"
@@ -78,7 +78,7 @@ _NAME = "coderops.deploy.coder_pg_url"
 def coder_pg_url(connection, password=None, ssl_mode="require", search_path=None, params=None):
     if not isinstance(connection, dict):
         raise AnsibleFilterError(f"{_NAME}: the input must be a dictionary with host, port, user"
-                                 f" and database; got {type(connection).__name__}")
+                                 f" and database; got {type_name(connection)}")
     missing = [k for k in ("host", "port", "user", "database") if connection.get(k) in (None, "")]
     if missing:
         raise AnsibleFilterError(f"{_NAME}: the input lacks {', '.join(missing)}; give a"

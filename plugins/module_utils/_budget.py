@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError, type_name
 
 # Defaults of the budget options; shared by the argument spec, the filter and the docs.
 BUDGET_DEFAULTS = {
@@ -73,7 +73,7 @@ def _as_int(field, value):
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
-        raise BudgetError(field, f"{field} must be a whole number; got {type(value).__name__}")
+        raise BudgetError(field, f"{field} must be a whole number; got {type_name(value)}")
     if value < low or (high is not None and value > high):
         span = f"{low} or more" if high is None else f"between {low} and {high}"
         raise BudgetError(field, f"{field} must be {span}; got {value}")
@@ -185,7 +185,7 @@ def budget_inputs_from_facts(facts, field="pg_facts"):
     """
     if not isinstance(facts, dict):
         raise BudgetError(field, f"{field} must be a dictionary (the result of"
-                                 f" coderops.deploy.coder_pg_facts); got {type(facts).__name__}")
+                                 f" coderops.deploy.coder_pg_facts); got {type_name(facts)}")
     if facts.get("failed"):
         raise BudgetError(field, f"{field} is the result of a failed coder_pg_facts run"
                                  f" (reason: {facts.get('reason', 'unknown')}); fix that first")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
-from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError, type_name
 
 
 class MergeError(InputError):
@@ -57,7 +57,7 @@ def helm_merge(base, *overrides, names=None):
         name = names[index]
         if not isinstance(value, Mapping):
             raise MergeError(name, f"{name} must be a dictionary of Helm values; got"
-                                   f" {type(value).__name__}")
+                                   f" {type_name(value)}")
     result = _plain(base)
     for value in overrides:
         result = _merge_maps(result, _plain(value))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping, Sequence, Set
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_SSL_MODES = ("verify-ca", "verify-full")
@@ -24,6 +25,23 @@ CONNECTORS = ("postgres", "awsiamrds")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def type_name(value):
+    """A plain name for a value's type in messages ("list", not Ansible's internal lazy types)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "dictionary"
+    if isinstance(value, (Sequence, Set)):
+        return "list"
+    return type(value).__name__
 
 
 class InputError(ValueError):
@@ -39,7 +57,7 @@ def require_text(field, value, what="a non-empty string"):
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InputError(field, f"{field} is empty; set it to {what}")
     if not isinstance(value, str):
-        raise InputError(field, f"{field} must be a string; got {type(value).__name__}")
+        raise InputError(field, f"{field} must be a string; got {type_name(value)}")
     if value != value.strip():
         raise InputError(field, f"{field} has leading or trailing white space; remove it")
     return value
@@ -74,7 +92,7 @@ def check_port(field, value):
         value = int(value)
     if not isinstance(value, int):
         raise InputError(field, f"{field} must be a number between 1 and 65535; got"
-                                f" {type(value).__name__}")
+                                f" {type_name(value)}")
     if not 1 <= value <= 65535:
         raise InputError(field, f"{field} {value} is out of range; use a port between 1 and 65535"
                                 f" (PostgreSQL listens on 5432 by default)")
@@ -137,7 +155,7 @@ def check_env_name(field, name):
 
 def check_int(field, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(field, f"{field} must be a whole number; got {type(value).__name__}")
+        raise InputError(field, f"{field} must be a whole number; got {type_name(value)}")
     if value < low or (high is not None and value > high):
         span = f"{low} or more" if high is None else f"between {low} and {high}"
         raise InputError(field, f"{field} must be {span}; got {value}")

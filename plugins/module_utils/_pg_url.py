@@ -25,6 +25,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._inputs import (
     check_host,
     check_port,
     require_text,
+    type_name,
 )
 
 
@@ -34,7 +35,7 @@ def _enc(value):
 
 def _check_password(password):
     if not isinstance(password, str):
-        raise InputError("password", f"password must be a string; got {type(password).__name__}")
+        raise InputError("password", f"password must be a string; got {type_name(password)}")
     if password == "":
         raise InputError("password", "password is empty; leave it out (None) for a passwordless"
                                      " or awsiamrds login, or give the real password")
@@ -62,7 +63,7 @@ def pg_url(host, port, user, database, password=None, ssl_mode="require", search
                                                   "a schema name (or leave it out)")))
     if params:
         if not isinstance(params, dict):
-            raise InputError("params", f"params must be a dictionary; got {type(params).__name__}")
+            raise InputError("params", f"params must be a dictionary; got {type_name(params)}")
         for key in sorted(params):
             if not isinstance(key, str) or not key:
                 raise InputError("params", "params keys must be non-empty strings")

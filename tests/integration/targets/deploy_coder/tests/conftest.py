@@ -1,0 +1,120 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures of the deploy_coder integration tests: the test bed's environment, namespaces the
+tests create (and delete), a local chart repository with both stand-in chart versions, and a
+heartbeat that prints the running test every 20 s (pytest itself is silent during a test)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from helpers import ENV, REPO, helm, kubectl  # noqa: E402
+
+HELMS = ["helm3", "helm4"]
+HEARTBEAT_SECONDS = 20
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "helm: runs once with helm 3 and once with helm 4")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def heartbeat(request):
+    """Print the running test and its elapsed time at least every 20 s."""
+    state = {"test": None, "since": time.monotonic()}
+    stop = threading.Event()
+    request.config._deploy_heartbeat = state
+    stream = sys.__stdout__
+
+    def beat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            if state["test"]:
+                stream.write(f"\n[deploy_coder] still running {state['test']}"
+                             f" ({int(time.monotonic() - state['since'])} s)\n")
+                stream.flush()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    state = getattr(item.config, "_deploy_heartbeat", None)
+    if state is not None:
+        state["test"] = item.nodeid
+        state["since"] = time.monotonic()
+    yield
+    if state is not None:
+        state["test"] = None
+
+
+def new_namespace(prefix="coderops-it"):
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "coderops.test/owner=deploy_coder")
+    return name
+
+
+def delete_namespace(name):
+    for binary in ("helm3", "helm4"):
+        helm(binary, "uninstall", "coder", "-n", name, "--wait", "--timeout", "60s", check=False)
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace():
+    name = new_namespace()
+    yield name
+    delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def chart_repo():
+    """A chart repository on loopback with coder 1.44.0 and 1.45.0 (whose selector differs)."""
+    root = Path(tempfile.mkdtemp(prefix="coderops-charts-"))
+    chart = REPO / "tests" / "charts" / "coder-v1"
+    for version in ("1.44.0", "1.45.0"):
+        subprocess.run(["helm3", "package", str(chart), "--version", version, "--app-version", version,
+                        "-d", str(root)], env=ENV, check=True, capture_output=True)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    subprocess.run(["helm3", "repo", "index", str(root), "--url", url], env=ENV, check=True,
+                   capture_output=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": url, "dir": root}
+    server.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Namespaces a killed test left behind (only ours, by label).
+    if os.environ.get("CODER_IT_KEEP_NAMESPACES"):
+        return
+    out = kubectl("get", "namespaces", "-l", "coderops.test/owner=deploy_coder", "-o", "name", check=False)
+    for line in (out.stdout or "").split():
+        kubectl("delete", line, "--wait=false", check=False)
