@@ -9,7 +9,7 @@
 # ansible-test wants the collection under ansible_collections/<namespace>/<name>/, so this
 # script mirrors the repository's collection files (git-tracked plus untracked-but-not-ignored,
 # collection paths only) into build/ansible_collections/coderops/deploy, runs the virtualenv's
-# ansible-test there, and copies tests/output/ back into the repository (git-ignored).
+# ansible-test there, and copies its tests/output/ back to tests/output/ansible-test/ (git-ignored).
 #
 # When the test bed's environment is loaded (. .testbed/env.sh), its CODER_TEST_* variables
 # are written to tests/integration/integration_config.yml of the scratch tree: ansible-test
@@ -26,8 +26,8 @@ PYTHON_VERSION=3.11
 
 # Only these paths belong to the collection (testbed/, scripts/, .ci/ ... stay out: they are
 # no collection content, and sanity would lint them as if they were).
-COLLECTION_PATHS=(galaxy.yml LICENSE README.md meta plugins changelogs docs
-                  tests/unit tests/integration tests/sanity tests/config.yml)
+COLLECTION_PATHS=(galaxy.yml LICENSE README.md meta plugins roles playbooks changelogs docs
+                  tests/unit tests/integration tests/sanity tests/charts tests/config.yml)
 
 die() { echo "ansible-test.sh: $*" >&2; exit 2; }
 
@@ -132,8 +132,10 @@ export PATH="$VENV/bin:$PATH"
 rc=0
 (cd "$COLLECTION" && "$VENV/bin/ansible-test" "${args[@]}") || rc=$?
 
+# ansible-test's results (junit/, bot/, coverage/, ...) go to tests/output/ansible-test/, apart
+# from tests/output/junit/ where the repository's test runners collect one file per step.
 if [ -d "$COLLECTION/tests/output" ]; then
-    mkdir -p "$REPO/tests/output"
-    cp -a "$COLLECTION/tests/output/." "$REPO/tests/output/"
+    mkdir -p "$REPO/tests/output/ansible-test"
+    (cd "$COLLECTION/tests/output" && tar --exclude ./.tmp -cf - .) | tar -C "$REPO/tests/output/ansible-test" -xf -
 fi
 exit "$rc"
