@@ -160,11 +160,13 @@ def rds_auth_token(params):
         raise ConnectionFailure("invalid_options", "connector awsiamrds needs an AWS region: set"
                                 " aws_region (or AWS_REGION)") from None
     except botocore.exceptions.NoCredentialsError:
-        raise ConnectionFailure("auth_failed", "connector awsiamrds found no AWS credentials to"
-                                " sign the RDS IAM token: give the host an instance profile or"
-                                " IRSA role, or set AWS_PROFILE / AWS_ACCESS_KEY_ID") from None
+        raise ConnectionFailure("auth_failed", "PostgreSQL connection failed (auth_failed): connector"
+                                " awsiamrds found no AWS credentials to sign the RDS IAM token."
+                                " Give the host an instance profile or IRSA role, or set"
+                                " AWS_PROFILE / AWS_ACCESS_KEY_ID") from None
     except botocore.exceptions.BotoCoreError as exc:
-        raise ConnectionFailure("auth_failed", f"could not generate the RDS IAM token: {exc}") from None
+        raise ConnectionFailure("auth_failed", f"PostgreSQL connection failed (auth_failed): could not"
+                                f" generate the RDS IAM token: {exc}") from None
 
 
 def connect_kwargs(params, password=None):
