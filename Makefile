@@ -5,8 +5,10 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-stamp
 TESTBED := python3 testbed/testbed.py
 PG ?=
+# The test bed's state directory (CODER_TESTBED_STATE moves it, e.g. for a second bed).
+TESTBED_STATE := $(or $(CODER_TESTBED_STATE),$(CURDIR)/.testbed)
 
-.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed lint
+.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed molecule demo
 
 help:
 	@echo "make testbed        bring the local test bed up (PG=\"main small\" picks servers)"
@@ -43,3 +45,8 @@ test-testbed: venv testbed
 
 test: prereqs venv testbed
 	@scripts/run-tests.sh
+
+SCENARIO ?= default
+# molecule needs the test bed's environment (the inventory reads it), so load it first.
+molecule: venv testbed
+	@. $(TESTBED_STATE)/env.sh && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test -s $(SCENARIO)

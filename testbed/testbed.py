@@ -65,7 +65,7 @@ def prerequisites(servers: list[str]) -> None:
     if busy:
         raise TestbedError(f"port(s) already in use: {', '.join(busy)}. Stop what holds them "
                            "(`ss -ltnp` shows it), or move the test bed with CODER_TESTBED_PORT_BASE "
-                           "(default 55430)")
+                           "(default 15430)")
     if os.geteuid() == 0:
         # PostgreSQL runs as an unprivileged account, which must reach the state directory.
         for parent in STATE.resolve().parents:
@@ -81,6 +81,7 @@ def up(servers: list[str]) -> None:
     if STATE.exists():
         running = _up_servers()
         if set(servers) <= set(running) and all(health(running).values()):
+            envfile.write(running)  # cheap, and keeps env.sh current with this checkout
             say(f"already up ({time.monotonic() - started:.1f} s)")
             status()
             return
@@ -140,11 +141,9 @@ def down() -> None:
         return
     user = postgres.os_user()
     kube.delete()
-    servers = _up_servers()
     for name in reversed(list(PG_SERVERS)):
         if name == "container":
-            if name in servers:
-                container.remove()
+            container.remove()
         elif (postgres.server_dir(name) / "data").exists():
             postgres.stop(name, user)
     if latency.PIDFILE.exists():

@@ -32,7 +32,7 @@ def _read_versions() -> dict[str, str]:
 
 
 VERSIONS = _read_versions()
-PORT_BASE = int(os.environ.get("CODER_TESTBED_PORT_BASE", "55430"))
+PORT_BASE = int(os.environ.get("CODER_TESTBED_PORT_BASE", "15430"))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ from .procs import TestbedError, alive, run, say, spawn, wait_for
 
 ENTRYPOINT = TESTBED_DIR / "container" / "entrypoint.sh"
 DOCKERD_PID = STATE / "dockerd.pid"
+# Certificates, key and password file mounted read-only into PostgreSQL containers.
+SECRETS = STATE / "pg" / "container" / "secrets"
+STATE_LABEL = "coderops.testbed.state"
 
 
 def _docker_ok() -> bool:
@@ -87,7 +90,7 @@ def _debootstrap(rootfs: Path) -> None:
 def start(pki: Path, password_file: Path) -> None:
     server = PG_SERVERS["container"]
     tag = ensure_image()
-    secrets = STATE / "pg" / "container" / "secrets"
+    secrets = SECRETS
     secrets.mkdir(parents=True, exist_ok=True)
     secrets.chmod(0o700)
     for name in ("server.crt", "server.key", "ca.crt"):
@@ -96,7 +99,7 @@ def start(pki: Path, password_file: Path) -> None:
     for f in secrets.iterdir():
         f.chmod(0o600)
     subprocess.run(["docker", "rm", "-f", PG_CONTAINER], capture_output=True)
-    run(["docker", "run", "-d", "--name", PG_CONTAINER, "--label", "coderops.testbed=1",
+    run(["docker", "run", "-d", "--name", PG_CONTAINER, "--label", f"{STATE_LABEL}={STATE}",
          "-p", f"127.0.0.1:{server.port}:5432",
          "-v", f"{secrets}:/run/coderops-secrets:ro", tag], what="starting the PostgreSQL container")
 
@@ -121,5 +124,9 @@ def running() -> bool:
 
 
 def remove() -> None:
+    """Remove every container this test bed started (found by label, whatever its ports were)."""
     if shutil.which("docker") and _docker_ok():
-        subprocess.run(["docker", "rm", "-f", "-v", PG_CONTAINER], capture_output=True)
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={STATE_LABEL}={STATE}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)

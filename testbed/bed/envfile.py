@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from . import build
+from . import build, container
 from .config import DB_NAME, DB_USER, KUBE_APISERVER_PORT, MTLS_USER, PG_SERVERS, STATE, TOXIPROXY_API_PORT
 from .postgres import socket_dir
 
@@ -62,6 +62,10 @@ def write(servers: list[str]) -> None:
     }
     for name in servers:
         env.update(server_vars(name))
+    if "container" in servers:
+        # For tests that start PostgreSQL containers of their own (molecule's postgres-container).
+        env["CODER_TEST_PG_IMAGE"] = container.image_tag()
+        env["CODER_TEST_PG_CONTAINER_SECRETS"] = str(container.SECRETS)
     if "main" in servers:
         main = server_vars("main")
         p = PG_SERVERS["main"].env_prefix

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import REPO
 
 TESTBED = [sys.executable, str(REPO / "testbed" / "testbed.py")]
-PORT_BASE = 56430  # the shared test bed uses 55430 and up
+PORT_BASE = 16430  # the shared test bed uses 15430 and up
 
 
 def _bed(state: Path, *args: str, port_base: int = PORT_BASE):
