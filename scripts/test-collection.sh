@@ -236,7 +236,7 @@ doc_smoke() {
           - "({'max_connections': 20, 'superuser_reserved_connections': 3} | coderops.deploy.coder_connection_budget).available == 17"
           - "({'host': 'db', 'port': 1, 'user': 'u', 'database': 'd'} | coderops.deploy.coder_pg_url) == 'postgres://u@db:1/d?sslmode=require'"
 YAML
-    ansible-playbook -i localhost, -e "ansible_python_interpreter=$PY" "$WORK/smoke.yml" || rc=1
+    ansible-playbook -i localhost, -c local -e "ansible_python_interpreter=$PY" "$WORK/smoke.yml" || rc=1
     return "$rc"
 }
 
