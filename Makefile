@@ -43,6 +43,12 @@ testbed-build: prereqs
 test-testbed: venv testbed
 	@$(VENV)/bin/pytest -p no:cacheprovider tests/testbed
 
+# The main job, end to end, against the local test bed; a second run changes nothing.
+demo: prereqs venv testbed
+	@. $(TESTBED_STATE)/env.sh && PATH="$(CURDIR)/.venv/bin:$$PATH" \
+	  ansible-playbook -i inventories/testbed.yml playbooks/deploy_coder.yml
+	@. $(TESTBED_STATE)/env.sh && scripts/demo-summary.sh
+
 test: prereqs venv testbed
 	@scripts/run-tests.sh
 

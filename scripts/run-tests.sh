@@ -9,6 +9,8 @@ export JUNIT_DIR="$PWD/$OUT/junit"
 rm -rf "$JUNIT_DIR" "$OUT/logs"
 mkdir -p "$JUNIT_DIR" "$OUT/logs"
 VENV=.venv/bin
+export PATH="$PWD/.venv/bin:$PATH"
+mkdir -p build/molecule-bed
 steps_failed=0
 
 # step NAME CMD...: run a step; its output goes to the terminal and to tests/output/logs/NAME.log.
@@ -32,6 +34,14 @@ step testbed-smoke "$VENV/pytest" -p no:cacheprovider -q tests/testbed --junitxm
 if [ -x scripts/test-collection.sh ]; then
   step collection scripts/test-collection.sh
 fi
+step lint-molecule "$VENV/ansible-lint" --nocolor molecule .config
+# postgres-container uses the shared test bed and a container of its own.
+step molecule-postgres-container make --no-print-directory molecule SCENARIO=postgres-container
+# default creates and destroys a whole test bed: give it a private one (own state and ports), so
+# the shared bed stays up for whatever runs after it.
+step molecule-default env CODER_TESTBED_STATE="$PWD/build/molecule-bed/.testbed" CODER_TESTBED_PORT_BASE=17430 \
+  make --no-print-directory molecule SCENARIO=default
+step molecule-kind-syntax bash -c ". .testbed/env.sh && $VENV/molecule syntax -s kind"
 
 echo
 python3 scripts/junit_summary.py "$JUNIT_DIR"
