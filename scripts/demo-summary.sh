@@ -12,4 +12,8 @@ print(r["revision"], r["status"], r["chart"])
 ip=$(kubectl get service coderd -n "$ns" -o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null || true)
 echo
 echo "Coder release: $release in namespace $ns, revision $revision ($state), chart $chart"
-echo "Access URL:    ${ip:+http://$ip}${ip:-(the Service has no external address yet)}"
+if [ -n "$ip" ]; then
+  echo "Access URL:    http://$ip"
+else
+  echo "Access URL:    (the Service has no external address yet)"
+fi
