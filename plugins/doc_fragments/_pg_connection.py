@@ -50,7 +50,8 @@ options:
       - Read from E(CODER_PG_SSLMODE) when not set.
       - The default V(require) matches the Coder chart's default C(postgres.sslMode), so the check
         sees what Coder will see.
-      - V(verify-ca) and V(verify-full) need the CA bundle in O(ca_cert).
+      - V(verify-ca) and V(verify-full) need the CA bundle in O(ca_cert). With V(require) and
+        O(ca_cert) set, libpq checks the certificate chain too (as with V(verify-ca)).
     type: str
     default: require
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
@@ -101,6 +102,6 @@ notes:
   - The module uses psycopg2 (C(psycopg2-binary) is fine) on the host that runs it, and boto3 for
     O(connector=awsiamrds).
 requirements:
-  - psycopg2 >= 2.8
+  - psycopg2 >= 2.8 with libpq 12 or later (C(psycopg2-binary) bundles one)
   - boto3 (only for O(connector=awsiamrds))
 """
