@@ -11,6 +11,12 @@ import time
 from pathlib import Path
 
 
+def clean_env(env: dict | None = None) -> dict:
+    """The environment for the test bed's own commands: without the libpq variables (PGHOST,
+    PGSSLMODE, ...) that a caller who sourced env.sh carries, which would redirect them."""
+    return {k: v for k, v in (env or os.environ).items() if not k.startswith("PG")}
+
+
 class TestbedError(Exception):
     """A failure with a message that says what broke and how to fix it."""
 
@@ -38,10 +44,10 @@ def run(cmd, *, what: str | None = None, input: str | None = None, env=None, cwd
     try:
         if log:
             with open(log, "ab") as fh:
-                proc = subprocess.run(cmd, input=input.encode() if input else None, env=env,
+                proc = subprocess.run(cmd, input=input.encode() if input else None, env=clean_env(env),
                                       cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
         else:
-            proc = subprocess.run(cmd, input=input, env=env, cwd=cwd, text=True,
+            proc = subprocess.run(cmd, input=input, env=clean_env(env), cwd=cwd, text=True,
                                   capture_output=capture)
     except FileNotFoundError as exc:
         raise TestbedError(f"{cmd[0]} is not installed ({exc}); run `make prereqs` as root") from exc
@@ -71,7 +77,7 @@ def spawn(cmd, *, log: Path, env=None, user: str | None = None) -> int:
         cmd = ["runuser", "-u", user, "--", *cmd]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+                                env=clean_env(env), start_new_session=True)
     return proc.pid
 
 
