@@ -72,6 +72,17 @@ def error_text(stderr, limit=ERROR_LIMIT):
     return text
 
 
+def chart_args(ref, repo_url=None):
+    """(chart argument, --repo URL or None): with a repository URL, `repo/chart` becomes `chart`
+    (helm looks the name up in that repository's index); a local path or an oci:// reference
+    takes no repository."""
+    if os.path.exists(ref) or ref.startswith(("oci://", "/", "./", "../")):
+        return ref, None
+    if repo_url:
+        return ref.rstrip("/").split("/")[-1], repo_url
+    return ref, None
+
+
 def _parse_yaml(text, what):
     if not HAS_YAML:
         raise HelmError(f"reading {what} needs the Python library PyYAML on the host that runs helm")
@@ -228,9 +239,10 @@ class Helm:
 
     def show_chart(self, ref, repo_url=None, version=None):
         """Chart.yaml of the chart that an install would use (proves that it exists)."""
-        args = ["show", "chart", ref]
-        if repo_url:
-            args += ["--repo", repo_url]
+        chart, repo = chart_args(ref, repo_url)
+        args = ["show", "chart", chart]
+        if repo:
+            args += ["--repo", repo]
         if version and not os.path.exists(ref):
             args += ["--version", version]
         proc = self.run(args, timeout=120, check=False)
@@ -258,15 +270,16 @@ class Helm:
                        repo_url=None, version=None, history_max=10, description=None,
                        create_namespace=False):
         """helm install or helm upgrade, waiting up to `timeout` seconds; never --atomic."""
-        args = [operation, name, chart_ref, "--values", values_file, "--timeout", f"{timeout}s"]
+        chart, repo = chart_args(chart_ref, repo_url)
+        args = [operation, name, chart, "--values", values_file, "--timeout", f"{timeout}s"]
         args += self.wait_flags()
         if operation == "upgrade":
             # Exactly the values given (no merge with the previous revision's values).
             args += ["--reset-values", "--history-max", str(history_max)]
         elif create_namespace:
             args += ["--create-namespace"]
-        if repo_url:
-            args += ["--repo", repo_url]
+        if repo:
+            args += ["--repo", repo]
         if version and not os.path.exists(chart_ref):
             args += ["--version", version]
         if description:
@@ -276,11 +289,17 @@ class Helm:
     def start(self, cmd):
         return Running(cmd, self.env)
 
-    def rollback_command(self, name, namespace, revision, timeout, wait=True, history_max=10):
+    def rollback_command(self, name, namespace, revision, timeout, wait=True, history_max=10,
+                         force=False):
+        """helm rollback; `force` makes helm 3 replace the objects instead of patching them
+        (--force), for when helm's record of the live objects is wrong. helm 4 applies server-side
+        by default, which needs no such help (and refuses --force-replace with it)."""
         args = ["rollback", name, str(revision), "--timeout", f"{timeout}s",
                 "--history-max", str(history_max)]
         if wait:
             args += self.wait_flags()
+        if force and self.major == 3:
+            args += ["--force"]
         return [self.binary] + args + self._global(namespace)
 
     def uninstall_command(self, name, namespace, timeout, wait=True):

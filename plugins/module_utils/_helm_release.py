@@ -36,6 +36,7 @@ import copy
 import datetime
 import json
 import os
+import re
 import time
 
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import (
@@ -151,13 +152,50 @@ def _dump(obj):
     return json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
 
+# helm writes "Upgrade "x" failed: ...", "Release "x" failed: ..." or "Rollback "x" failed: ..."
+# into the description of a revision that failed; that text stays when a later (failed) rollback
+# relabels the revision "superseded".
+_FAILED_DESCRIPTION = re.compile(r"\bfailed\b", re.IGNORECASE)
+
+
+def is_good(entry):
+    return (entry.get("status") in GOOD_STATUSES
+            and not _FAILED_DESCRIPTION.search(entry.get("description") or ""))
+
+
+def last_good(history):
+    """The revision to go back to: the newest good `deployed` one, else the newest good `superseded`.
+
+    "Newest deployed or superseded" alone is not enough: a rollback that fails has already
+    relabelled the failed revision it started from "superseded" (while the last good one stays
+    "deployed"), so that revision would look like the newest good one.
+    """
+    good = [r for r in history if is_good(r)]
+    deployed = [r for r in good if r.get("status") == "deployed"]
+    pick = deployed[-1] if deployed else (good[-1] if good else None)
+    return int(pick["revision"]) if pick else None
+
+
+def needs_force(history):
+    """Whether a rollback must replace the objects rather than patch them.
+
+    helm 3 patches with a three-way merge whose "original" is the newest revision's manifest.
+    After a rollback that failed (the API server refused it), the newest revision records the
+    good manifest while the live objects are still the failed upgrade's: the merge then sees no
+    change and fields the failed upgrade added stay. A replace sets the objects exactly.
+    """
+    good = last_good(history)
+    return any(int(r["revision"]) > (good or 0)
+               and (r.get("description") or "").lower().startswith("rollback")
+               and r.get("status") == "failed" for r in history)
+
+
 def analyse(history):
     """What the history says: status, pending, deployed and last good revisions."""
     if not history:
         return {"exists": False, "status": None, "revision": None, "chart": None, "pending": False,
                 "deployed_revision": None, "last_good_revision": None}
     latest = history[-1]
-    good = [r for r in history if r.get("status") in GOOD_STATUSES]
     deployed = [r for r in history if r.get("status") == "deployed"]
     return {
         "exists": True,
@@ -166,7 +204,7 @@ def analyse(history):
         "chart": latest.get("chart"),
         "pending": latest.get("status") in PENDING_STATUSES,
         "deployed_revision": int(deployed[-1]["revision"]) if deployed else None,
-        "last_good_revision": int(good[-1]["revision"]) if good else None,
+        "last_good_revision": last_good(history),
     }
 
 
@@ -315,7 +353,7 @@ class ReleaseManager:
         if good:
             outcome = self._watched(self.helm.rollback_command(
                 self.p["name"], self.p["namespace"], good, self.p["rollback_timeout"],
-                history_max=self.p["history_max"]),
+                history_max=self.p["history_max"], force=needs_force(history)),
                 f"rollback of {self.p['name']} to revision {good}", self.p["rollback_timeout"],
                 fail_fast=True)
             action = f"rolled back to revision {good}"
@@ -596,7 +634,8 @@ class ReleaseManager:
         if good:
             rb = self._watched(self.helm.rollback_command(p["name"], p["namespace"], good,
                                                           p["rollback_timeout"], wait=not cancelled,
-                                                          history_max=p["history_max"]),
+                                                          history_max=p["history_max"],
+                                                          force=needs_force(history)),
                                f"rollback of {p['name']} to revision {good}", p["rollback_timeout"],
                                fail_fast=not cancelled)
             if rb["ok"]:
@@ -645,7 +684,8 @@ class ReleaseManager:
             return "hook_failed"
         if "immutable" in err:
             return "immutable_field"
-        if "context deadline exceeded" in err or "timed out" in err or "timeout" in err:
+        if ("context deadline exceeded" in err or "timed out" in err or "timeout" in err
+                or "not ready. status:" in err):
             return "timeout"
         if "is invalid" in err or "admission" in err or "denied" in err or "forbidden" in err:
             return "rejected"
@@ -757,10 +797,10 @@ class ReleaseManager:
             raise Failure(f"revision {wanted} of {self._label()} does not exist (it has"
                           f" {', '.join(str(r['revision']) for r in history[-10:])}); set revision"
                           f" to one of them", reason="invalid_options", field="revision")
-        if entry.get("status") not in GOOD_STATUSES:
-            raise Failure(f"revision {wanted} of {self._label()} is {entry.get('status')}, not a good"
-                          f" revision; roll back to a deployed or superseded one", field="revision",
-                          reason="invalid_options")
+        if not is_good(entry):
+            raise Failure(f"revision {wanted} of {self._label()} is not a good revision (status"
+                          f" {entry.get('status')}: {entry.get('description')}); roll back to one"
+                          f" that was deployed successfully", field="revision", reason="invalid_options")
         target_values = _canonical(self.helm.values(p["name"], p["namespace"], wanted))
         if st["status"] == "deployed":
             current_values = _canonical(self.helm.values(p["name"], p["namespace"], st["revision"]))
@@ -788,7 +828,8 @@ class ReleaseManager:
         self._take_lock("rollback")
         outcome = self._watched(self.helm.rollback_command(p["name"], p["namespace"], wanted,
                                                            p["rollback_timeout"],
-                                                           history_max=p["history_max"]),
+                                                           history_max=p["history_max"],
+                                                           force=needs_force(history)),
                                 f"rollback of {p['name']} to revision {wanted}", p["rollback_timeout"])
         final = self._history()
         if not outcome["ok"]:

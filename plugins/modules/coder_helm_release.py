@@ -19,8 +19,10 @@ description:
     it prints their progress at least every O(progress_interval) seconds and, when a pod stays in
     CrashLoopBackOff, ImagePullBackOff, ErrImagePull, Failed and the like for O(fail_fast_grace)
     seconds, stops helm at once instead of sitting out the timeout.
-  - On failure it rolls back to the newest C(deployed) or C(superseded) revision of
-    C(helm history -o json) (never blindly "previous"), or uninstalls a failed first install
+  - On failure it rolls back to the last good revision of C(helm history -o json) (never blindly
+    "previous") - the newest C(deployed) one, else the newest C(superseded) one, skipping revisions
+    whose description says they failed (a failed rollback relabels the failed revision it started
+    from C(superseded)) - or uninstalls a failed first install
     (unless O(keep_failed_install)), and fails with one summary - helm's error, the pods that were
     not ready and why, recent Events, and the revision it rolled back to, or both errors when
     the rollback failed too.

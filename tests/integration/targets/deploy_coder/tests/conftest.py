@@ -40,14 +40,14 @@ def heartbeat(request):
     state = {"test": None, "since": time.monotonic()}
     stop = threading.Event()
     request.config._deploy_heartbeat = state
-    stream = sys.__stdout__
+    # The terminal reporter writes to the real terminal, past pytest's output capture.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def beat():
         while not stop.wait(HEARTBEAT_SECONDS):
-            if state["test"]:
-                stream.write(f"\n[deploy_coder] still running {state['test']}"
-                             f" ({int(time.monotonic() - state['since'])} s)\n")
-                stream.flush()
+            if state["test"] and reporter is not None:
+                reporter.write_line(f"[deploy_coder] still running {state['test']}"
+                                    f" ({int(time.monotonic() - state['since'])} s)")
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
