@@ -34,6 +34,9 @@ step testbed-smoke "$VENV/pytest" -p no:cacheprovider -q tests/testbed --junitxm
 if [ -x scripts/test-collection.sh ]; then
   step collection scripts/test-collection.sh
 fi
+if [ -x scripts/test-awx.sh ]; then
+  step awx scripts/test-awx.sh
+fi
 step lint-molecule "$VENV/ansible-lint" --nocolor molecule .config
 # postgres-container uses the shared test bed and a container of its own.
 step molecule-postgres-container make --no-print-directory molecule SCENARIO=postgres-container
