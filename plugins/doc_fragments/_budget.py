@@ -40,9 +40,21 @@ options:
         other users hold right now.
     type: int
     default: 0
+  extra_connections_per_replica:
+    description:
+      - Connections each replica (and each surge pod) holds besides its pool of
+        O(max_db_connections); they count in the budget.
+      - V(0) for the Coder v1 chart, whose pool is all coderd holds. Coder v2 holds a pub/sub
+        listener and internal pools besides its C(CODER_PG_CONN_MAX_OPEN) pool;
+        M(coderops.deploy.coder_values) assumes 5 for the v2 chart, pass the same number here.
+      - Between 0 and 1000.
+    type: int
+    default: 0
+    version_added: 0.2.0
 notes:
   - "The budget: RV(ignore:budget.available) = C(max_connections) - C(superuser_reserved_connections)
     - C(reserved_connections) (PostgreSQL 16 and later, else 0) - connections held by other users
-    - O(reserve_connections). RV(ignore:budget.needed_peak) = (O(replicas) + surge pods) x O(max_db_connections).
+    - O(reserve_connections). RV(ignore:budget.needed_peak) = (O(replicas) + surge pods)
+    x (O(max_db_connections) + O(extra_connections_per_replica)).
     The plan fits (RV(ignore:budget.ok)) when RV(ignore:budget.needed_peak) <= RV(ignore:budget.available)."
 """

@@ -16,7 +16,8 @@ description:
     M(coderops.deploy.coder_values), so the three always agree.
   - "available = C(max_connections) - C(superuser_reserved_connections) - C(reserved_connections) -
     connections held by other users - O(reserve_connections); needed_peak = (O(replicas) + surge
-    pods) x O(max_db_connections), where surge pods are O(surge_percent) of O(replicas) rounded up."
+    pods) x (O(max_db_connections) + O(extra_connections_per_replica)),
+    where surge pods are O(surge_percent) of O(replicas) rounded up."
 options:
   _input:
     description:
@@ -41,6 +42,15 @@ options:
     description: Connections to keep free for other applications.
     type: int
     default: 0
+  extra_connections_per_replica:
+    description:
+      - Connections each pod holds besides its pool of O(max_db_connections); they count in
+        needed_steady and needed_peak.
+      - V(0) for the Coder v1 chart. For the Coder v2 chart, M(coderops.deploy.coder_values)
+        assumes 5 (its pub/sub listener and internal pools); pass the same number here.
+    type: int
+    default: 0
+    version_added: 0.2.0
 seealso:
   - module: coderops.deploy.coder_pg_facts
   - module: coderops.deploy.coder_values
@@ -112,12 +122,16 @@ _NAME = "coderops.deploy.coder_connection_budget"
 def coder_connection_budget(facts, replicas=BUDGET_DEFAULTS["replicas"],
                             max_db_connections=BUDGET_DEFAULTS["max_db_connections"],
                             surge_percent=BUDGET_DEFAULTS["surge_percent"],
-                            reserve_connections=BUDGET_DEFAULTS["reserve_connections"]):
+                            reserve_connections=BUDGET_DEFAULTS["reserve_connections"],
+                            extra_connections_per_replica=BUDGET_DEFAULTS[
+                                "extra_connections_per_replica"]):
     try:
         inputs = budget_inputs_from_facts(facts, field="the input")
         return connection_budget(replicas=replicas, max_db_connections=max_db_connections,
                                  surge_percent=surge_percent,
-                                 reserve_connections=reserve_connections, **inputs)
+                                 reserve_connections=reserve_connections,
+                                 extra_connections_per_replica=extra_connections_per_replica,
+                                 **inputs)
     except BudgetError as exc:
         raise AnsibleFilterError(f"{_NAME}: {exc}") from None
 

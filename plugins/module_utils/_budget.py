@@ -5,14 +5,17 @@
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 
-"""The connection budget of Coder (v1 chart) on one PostgreSQL server.
+"""The connection budget of Coder (v1 and v2 charts) on one PostgreSQL server.
 
 One function, used by the coder_pg_facts and coder_values modules and by the
 coder_connection_budget filter, so that all three always agree.
 
 The rules (from the Coder deployment guide and the chart contract):
 
-* every coderd replica holds a pool of up to CODER_MAX_DB_CONNECTIONS connections;
+* every coderd replica holds a pool of up to CODER_MAX_DB_CONNECTIONS (v1) or
+  CODER_PG_CONN_MAX_OPEN (v2) connections (max_db_connections), plus
+  extra_connections_per_replica connections besides its pool (0 for v1; Coder v2 keeps a
+  pub/sub listener and internal pools);
 * during a rolling update the surge pods (surge_percent of the replicas, rounded UP to whole
   pods) exist besides the old ones; a pod's migrations init container runs before its coderd
   container, so a pod holds at most one pool at a time;
@@ -33,7 +36,13 @@ BUDGET_DEFAULTS = {
     "max_db_connections": 30,
     "surge_percent": 25,
     "reserve_connections": 0,
+    "extra_connections_per_replica": 0,
 }
+
+# The per-replica overhead coder_values assumes for the Coder v2 chart when the option is not
+# given: connections Coder v2 holds besides its CODER_PG_CONN_MAX_OPEN pool (see the
+# extra_connections_per_replica option of coder_values for the reasoning).
+V2_EXTRA_CONNECTIONS_PER_REPLICA = 5
 
 # Lower and upper bounds of every budget input (None: unbounded).
 _BOUNDS = {
@@ -41,6 +50,7 @@ _BOUNDS = {
     "max_db_connections": (1, 100000),
     "surge_percent": (0, 100),
     "reserve_connections": (0, None),
+    "extra_connections_per_replica": (0, 1000),
     "max_connections": (1, None),
     "superuser_reserved_connections": (0, None),
     "reserved_connections": (0, None),
@@ -52,6 +62,8 @@ _BUDGET_SPEC = {
     "max_db_connections": {"type": "int", "default": BUDGET_DEFAULTS["max_db_connections"]},
     "surge_percent": {"type": "int", "default": BUDGET_DEFAULTS["surge_percent"]},
     "reserve_connections": {"type": "int", "default": BUDGET_DEFAULTS["reserve_connections"]},
+    "extra_connections_per_replica": {"type": "int",
+                                      "default": BUDGET_DEFAULTS["extra_connections_per_replica"]},
 }
 
 
@@ -81,9 +93,12 @@ def _as_int(field, value):
 
 
 def check_plan(params):
-    """Check the four budget options of a module's params (raises BudgetError naming the option)."""
+    """Check the budget options of a module's params (raises BudgetError naming the option)."""
     for field in BUDGET_DEFAULTS:
-        _as_int(field, params.get(field))
+        value = params.get(field)
+        if value is None and field == "extra_connections_per_replica":
+            continue  # optional: callers that predate it leave it out (0)
+        _as_int(field, value)
 
 
 def surge_pods(replicas, surge_percent):
@@ -105,7 +120,9 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
                       held_by_others=0, replicas=BUDGET_DEFAULTS["replicas"],
                       max_db_connections=BUDGET_DEFAULTS["max_db_connections"],
                       surge_percent=BUDGET_DEFAULTS["surge_percent"],
-                      reserve_connections=BUDGET_DEFAULTS["reserve_connections"]):
+                      reserve_connections=BUDGET_DEFAULTS["reserve_connections"],
+                      extra_connections_per_replica=BUDGET_DEFAULTS[
+                          "extra_connections_per_replica"]):
     """Compute the budget; raises BudgetError naming the field for bad input.
 
     Returns a dict with available, needed_steady, needed_peak, headroom, ok,
@@ -122,16 +139,21 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
         "surge_percent": _as_int("surge_percent", surge_percent),
         "reserve_connections": _as_int("reserve_connections", reserve_connections),
     }
+    extra = _as_int("extra_connections_per_replica", extra_connections_per_replica or 0)
+    if extra:
+        # Only when set, so that the v1 results (extra 0) stay exactly what they were.
+        n["extra_connections_per_replica"] = extra
     pool = n["max_db_connections"]
+    per_pod = pool + extra
     surge = surge_pods(n["replicas"], n["surge_percent"])
     pods_at_peak = n["replicas"] + surge
     available = (n["max_connections"] - n["superuser_reserved_connections"]
                  - n["reserved_connections"] - n["held_by_others"] - n["reserve_connections"])
-    needed_steady = n["replicas"] * pool
-    needed_peak = pods_at_peak * pool
+    needed_steady = n["replicas"] * per_pod
+    needed_peak = pods_at_peak * per_pod
     headroom = available - needed_peak
     ok = headroom >= 0
-    suggested = max(available, 0) // pods_at_peak
+    suggested = max(max(available, 0) // pods_at_peak - extra, 0)
     # max_connections the server would need for this plan to fit as it is.
     max_connections_needed = n["max_connections"] - headroom if not ok else n["max_connections"]
 
@@ -144,7 +166,9 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
     )
     plan = (
         f"{n['replicas']} replica(s) + {surge} surge pod(s) during a rolling update"
-        f" x max_db_connections {pool} = {needed_peak} connections at peak"
+        + (f" x max_db_connections {pool}" if not extra else
+           f" x (max_db_connections {pool} + extra_connections_per_replica {extra})")
+        + f" = {needed_peak} connections at peak"
     )
     if ok:
         message = f"fits: {plan}; {breakdown}; headroom {headroom}"
@@ -155,7 +179,7 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
             f" to at least {max_connections_needed}"
         )
     else:
-        fit = _largest_fitting_replicas(max(available, 0), 1, n["surge_percent"])
+        fit = _largest_fitting_replicas(max(available, 0), 1 + extra, n["surge_percent"])
         message = (
             f"does not fit: {plan}, but only {breakdown}; not even a pool of 1 fits. Fix: raise"
             f" max_connections on the server to at least {max_connections_needed}, or free"

@@ -10,7 +10,7 @@
 The input is checked in two steps: what any chart generation needs (a host, a port, TLS
 options that make sense together, a fitting connection budget) in normalise(), then what the
 chosen chart generation needs in its builder. Each builder is registered in BUILDERS under its
-`chart_generation`; only the v1 ("Classic") chart exists now, a v2 builder is added next to it.
+`chart_generation`: the v1 ("Classic") chart and the v2 chart (database as a URL in a Secret).
 The values only ever name Secrets: no password goes into them (Helm keeps every revision's
 values in the release Secret for good).
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     BUDGET_DEFAULTS,
+    V2_EXTRA_CONNECTIONS_PER_REPLICA,
     BudgetError,
     budget_inputs_from_facts,
     check_plan,
@@ -127,7 +128,10 @@ def _budget(params, spec):
         budget = connection_budget(replicas=spec["replicas"],
                                    max_db_connections=spec["max_db_connections"],
                                    surge_percent=spec["surge_percent"],
-                                   reserve_connections=spec["reserve_connections"], **inputs)
+                                   reserve_connections=spec["reserve_connections"],
+                                   extra_connections_per_replica=spec[
+                                       "extra_connections_per_replica"],
+                                   **inputs)
     except BudgetError as exc:
         field = exc.field if exc.field in BUDGET_DEFAULTS else f"pg_facts.{exc.field}"
         raise InputError(field, f"pg_facts: {exc}") from None
@@ -194,10 +198,17 @@ def normalise(params):
                                             " holding the password (key 'password'), or set"
                                             " no_password_env to false")
 
-    for option in BUDGET_DEFAULTS:
+    defaults = dict(BUDGET_DEFAULTS)
+    if params.get("chart_generation") == "v2":
+        defaults.update(max_db_connections=V2_POOL_DEFAULT,
+                        extra_connections_per_replica=V2_EXTRA_CONNECTIONS_PER_REPLICA)
+    for option in defaults:
         value = params.get(option)
-        spec[option] = BUDGET_DEFAULTS[option] if value is None else value
+        spec[option] = defaults[option] if value is None else value
     check_plan(spec)
+    # v2-only options; each builder refuses the ones that do not apply to its chart.
+    spec["url_secret"] = params.get("url_secret") or None
+    spec["max_idle_connections"] = params.get("max_idle_connections")
     spec["extra_envs"] = _extra_envs(params.get("extra_envs"))
     seen = set()
     for index, env in enumerate(spec["extra_envs"]):
@@ -239,6 +250,10 @@ class _V1Builder:
     }
 
     def check(self, spec):
+        for option, fix in V2_ONLY_OPTIONS.items():
+            if spec.get(option) is not None:
+                raise InputError(option, f"{option} is an option of the Coder v2 chart only"
+                                         f" (chart_generation v2); the v1 chart {fix}")
         if spec["password_secret"]:
             why = (", which no_password_env needs because the chart names a volume after the"
                    " Secret") if spec["no_password_env"] else ""
@@ -312,11 +327,187 @@ class _V1Builder:
         return values
 
 
-BUILDERS = {"v1": _V1Builder()}
+# The pool of the Coder v2 chart: CODER_PG_CONN_MAX_OPEN defaults to 10 in Coder v2.
+V2_POOL_DEFAULT = 10
+
+# Where the v2 values mount the TLS files, and so the paths the connection URL must name.
+# The CA bundle goes through coder.certs.secrets, which the chart mounts at
+# /etc/ssl/certs/<Secret name>.crt; the client certificate and key through coder.volumes and
+# coder.volumeMounts, each under a fixed file name whatever the key in its Secret.
+V2_CLIENT_CERT_DIR = "/etc/coder/pg/client-cert"
+V2_CLIENT_KEY_DIR = "/etc/coder/pg/client-key"
+V2_CLIENT_CERT_FILE = "tls.crt"
+V2_CLIENT_KEY_FILE = "tls.key"
+# libpq and Go's lib/pq refuse a private key readable by group or others unless root owns it,
+# and then allow at most 0640; Kubernetes Secret files are owned by root.
+V2_CLIENT_KEY_MODE = 0o640
+
+# Options that only the v2 chart takes, and what to do instead on v1.
+V2_ONLY_OPTIONS = {
+    "url_secret": "takes the connection as host, port, user, database and password_secret;"
+                  " remove url_secret (or set chart_generation v2)",
+    "max_idle_connections": "has no idle pool setting; remove max_idle_connections (or set"
+                            " chart_generation v2)",
+}
+
+# Options that only the v1 chart takes (value: (is it set?, fix on v2)).
+V1_ONLY_OPTIONS = {
+    "password_secret": (lambda spec: bool(spec["password_secret"]),
+                        "the password goes into the connection URL Secret named by url_secret"
+                        " (key 'url'); remove password_secret"),
+    "no_password_env": (lambda spec: spec["no_password_env"],
+                        "the v2 chart always reads the URL from the Secret named by url_secret;"
+                        " remove no_password_env"),
+    "service.load_balancer_source_ranges": (
+        lambda spec: spec["service"].get("load_balancer_source_ranges") is not None,
+        "the v2 chart has no coder.service.loadBalancerSourceRanges; restrict the sources in"
+        " the load balancer or with a NetworkPolicy, and remove"
+        " service.load_balancer_source_ranges"),
+}
+
+
+class _V2Builder:
+    """Values of the Coder v2 chart, exactly as the v2 part of the chart contract says."""
+
+    generation = "v2"
+    # Env vars this builder sets itself in coder.env.
+    owned_env = {
+        "CODER_PG_CONNECTION_URL": "url_secret",
+        "CODER_PG_AUTH": "connector",
+        "CODER_PG_CONN_MAX_OPEN": "max_db_connections",
+        "CODER_PG_CONN_MAX_IDLE": "max_idle_connections",
+    }
+    owned_paths = {
+        ("postgres",): "the Coder v2 chart has no postgres block (the database is a URL in the"
+                       " Secret named by url_secret); remove it",
+        ("coderd",): "coderd.* are Coder v1 chart keys; the v2 chart's keys are under coder.*",
+        ("coder", "env"): "set extra_envs (and max_db_connections, max_idle_connections) instead;"
+                          " Helm would replace the whole list, dropping CODER_PG_CONNECTION_URL",
+        ("coder", "replicaCount"): "set the replicas option instead (it also feeds the budget)",
+        ("coder", "certs"): "set ssl_root_cert_secret instead; the URL's sslrootcert names the"
+                            " file it mounts",
+        ("coder", "volumes"): "the module builds coder.volumes for the client certificate (set"
+                              " ssl_cert_secret and ssl_key_secret); Helm would replace the list",
+        ("coder", "volumeMounts"): "the module builds coder.volumeMounts for the client"
+                                   " certificate; Helm would replace the list",
+    }
+
+    def check(self, spec):
+        for option, (is_set, fix) in V1_ONLY_OPTIONS.items():
+            if is_set(spec):
+                raise InputError(option, f"{option} is an option of the Coder v1 chart only;"
+                                         f" with chart_generation v2 {fix}")
+        if not spec["url_secret"]:
+            raise InputError("url_secret", "url_secret is not set; with chart_generation v2 set"
+                                           " it to the Secret, in the release namespace, whose"
+                                           " key 'url' holds the whole connection URL (build it"
+                                           " with the coderops.deploy.coder_pg_url filter from"
+                                           " the connection_url_options this module returns)")
+        check_secret_name("url_secret", spec["url_secret"])
+        idle = spec["max_idle_connections"]
+        if idle is not None:
+            if isinstance(idle, bool) or not isinstance(idle, int):
+                raise InputError("max_idle_connections", "max_idle_connections must be a whole"
+                                                         " number, or leave it out for Coder's"
+                                                         " default (auto: max open / 3)")
+            if not 0 <= idle <= spec["max_db_connections"]:
+                raise InputError("max_idle_connections",
+                                 f"max_idle_connections must be between 0 and max_db_connections"
+                                 f" ({spec['max_db_connections']}, CODER_PG_CONN_MAX_OPEN); got"
+                                 f" {idle}")
+        for index, env in enumerate(spec["extra_envs"]):
+            field = f"extra_envs[{index}].name"
+            if env["name"] in self.owned_env:
+                raise InputError(field, f"{field} {env['name']} is set by this module from the"
+                                        f" {self.owned_env[env['name']]} option; set that"
+                                        f" instead")
+        for path in touched_paths(spec["values_overrides"]):
+            for owned, fix in self.owned_paths.items():
+                if path[:len(owned)] == owned:
+                    where = "values_overrides." + ".".join(str(p) for p in path)
+                    raise InputError(where, f"{where} overrides a key this module builds: {fix}")
+
+    @staticmethod
+    def url_options(spec):
+        """What the connection URL in the url_secret Secret must carry (no password).
+
+        Shaped for the coderops.deploy.coder_pg_url filter: the input dictionary (host, port,
+        user, database) plus its ssl_mode, search_path and params arguments.
+        """
+        params = {}
+        if spec["ssl_root_cert_secret"]:
+            params["sslrootcert"] = f"/etc/ssl/certs/{spec['ssl_root_cert_secret']['name']}.crt"
+        if spec["ssl_cert_secret"]:
+            params["sslcert"] = f"{V2_CLIENT_CERT_DIR}/{V2_CLIENT_CERT_FILE}"
+            params["sslkey"] = f"{V2_CLIENT_KEY_DIR}/{V2_CLIENT_KEY_FILE}"
+        return {
+            "host": spec["host"],
+            "port": spec["port"],
+            "user": spec["user"],
+            "database": spec["database"],
+            "ssl_mode": spec["ssl_mode"],
+            "search_path": spec["search_path"],
+            "params": params,
+            "password_required": spec["connector"] != "awsiamrds",
+        }
+
+    def build(self, spec):
+        env = [{"name": "CODER_PG_CONNECTION_URL",
+                "valueFrom": {"secretKeyRef": {"name": spec["url_secret"], "key": "url"}}}]
+        if spec["connector"] == "awsiamrds":
+            env.append({"name": "CODER_PG_AUTH", "value": "awsiamrds"})
+        idle = spec["max_idle_connections"]
+        env.append({"name": "CODER_PG_CONN_MAX_OPEN", "value": str(spec["max_db_connections"])})
+        env.append({"name": "CODER_PG_CONN_MAX_IDLE",
+                    "value": "auto" if idle is None else str(idle)})
+        coder = {"replicaCount": spec["replicas"], "env": env + spec["extra_envs"]}
+        if spec["ssl_root_cert_secret"]:
+            coder["certs"] = {"secrets": [dict(spec["ssl_root_cert_secret"])]}
+        if spec["ssl_cert_secret"]:
+            cert, key = spec["ssl_cert_secret"], spec["ssl_key_secret"]
+            coder["volumes"] = [
+                {"name": "pg-client-cert",
+                 "secret": {"secretName": cert["name"],
+                            "items": [{"key": cert["key"], "path": V2_CLIENT_CERT_FILE}]}},
+                {"name": "pg-client-key",
+                 "secret": {"secretName": key["name"], "defaultMode": V2_CLIENT_KEY_MODE,
+                            "items": [{"key": key["key"], "path": V2_CLIENT_KEY_FILE}]}},
+            ]
+            coder["volumeMounts"] = [
+                {"name": "pg-client-cert", "mountPath": V2_CLIENT_CERT_DIR, "readOnly": True},
+                {"name": "pg-client-key", "mountPath": V2_CLIENT_KEY_DIR, "readOnly": True},
+            ]
+        service = {}
+        for option, key in (("type", "type"), ("external_traffic_policy", "externalTrafficPolicy"),
+                            ("load_balancer_ip", "loadBalancerIP")):
+            if spec["service"].get(option) is not None:
+                service[key] = spec["service"][option]
+        if service:
+            coder["service"] = service
+        ingress = {}
+        for option, key in (("enable", "enable"), ("host", "host"), ("class_name", "className")):
+            if spec["ingress"].get(option) is not None:
+                ingress[key] = spec["ingress"][option]
+        if spec["ingress"].get("tls_enable") is not None:
+            ingress["tls"] = {"enable": spec["ingress"]["tls_enable"]}
+        if ingress:
+            coder["ingress"] = ingress
+        if spec["service_account_annotations"]:
+            coder["serviceAccount"] = {"annotations": dict(spec["service_account_annotations"])}
+        return {"coder": coder}
+
+
+BUILDERS = {"v1": _V1Builder(), "v2": _V2Builder()}
 
 
 def build_values(params):
     """Check the input and build the values. Returns (values, budget); raises InputError."""
+    values, budget, _ = build_values_and_url(params)
+    return values, budget
+
+
+def build_values_and_url(params):
+    """Like build_values; also returns the connection URL options (None for v1)."""
     generation = params.get("chart_generation") or "v1"
     builder = BUILDERS.get(generation)
     if builder is None:
@@ -327,7 +518,8 @@ def build_values(params):
     builder.check(spec)
     values = builder.build(spec)
     values = helm_merge(values, spec["values_overrides"], names=["values", "values_overrides"])
-    return values, spec["budget"]
+    url = builder.url_options(spec) if hasattr(builder, "url_options") else None
+    return values, spec["budget"], url
 
 
 def render_yaml(values):

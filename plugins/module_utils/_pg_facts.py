@@ -185,6 +185,7 @@ def gather(params, register_secret=None):
         max_db_connections=params["max_db_connections"],
         surge_percent=params["surge_percent"],
         reserve_connections=params["reserve_connections"],
+        extra_connections_per_replica=params.get("extra_connections_per_replica") or 0,
     )
     if facts["in_recovery"] and params.get("require_primary", True):
         return facts, build_failure("standby", params)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: coder_values
-short_description: Build the Helm values of the Coder chart for an external PostgreSQL server
+short_description: Build the Helm values of the Coder v1 or v2 chart for an external PostgreSQL server
 version_added: 0.1.0
 description:
   - Builds the values of the Coder v1 chart (C(coder/coder) from C(https://helm.coder.com)) for an
@@ -21,6 +21,9 @@ description:
     database default to the server's, and the connection budget of O(replicas) x
     O(max_db_connections) is checked against that server; a plan that does not fit is refused with
     the largest pool that would.
+  - With O(chart_generation=v2), builds the values of the Coder v2 chart (C(coder/coder) from
+    C(https://helm.coder.com/v2)) instead; see the O(chart_generation) option for what they hold and
+    RV(connection_url_options) for the connection URL the Secret named by O(url_secret) must hold.
   - Optionally writes the values to O(dest), atomically and with mode C(0600).
 author:
   - coderops maintainers (@coderops)
@@ -42,10 +45,59 @@ options:
   chart_generation:
     description:
       - The generation of the Coder chart to build values for.
-      - Only V(v1) (Coder "Classic", the chart the deployment guide is written for) for now.
+      - V(v1) is Coder "Classic", the chart the deployment guide is written for (C(postgres.*) and
+        C(coderd.*) values).
+      - V(v2) is today's Coder chart (C(coder.*) values). The database is a URL in the Secret named
+        by O(url_secret), and C(coder.env) gets C(CODER_PG_CONNECTION_URL) from its key C(url),
+        C(CODER_PG_AUTH=awsiamrds) with O(connector=awsiamrds), C(CODER_PG_CONN_MAX_OPEN) from
+        O(max_db_connections) and C(CODER_PG_CONN_MAX_IDLE) from O(max_idle_connections);
+        C(coder.replicaCount) comes from O(replicas). The CA bundle of O(ssl_root_cert_secret) is
+        mounted through C(coder.certs.secrets) at C(/etc/ssl/certs/<Secret name>.crt); the client
+        certificate and key of O(ssl_cert_secret) and O(ssl_key_secret) through C(coder.volumes) and
+        C(coder.volumeMounts) at C(/etc/coder/pg/client-cert/tls.crt) and
+        C(/etc/coder/pg/client-key/tls.key) (the key with mode C(0640), the most libpq allows for
+        a file root owns). The URL must name those files; RV(connection_url_options) returns them.
+      - O(password_secret), O(no_password_env) and O(service.load_balancer_source_ranges) are
+        refused with V(v2); O(url_secret) and O(max_idle_connections) are refused with V(v1).
     type: str
     default: v1
-    choices: [v1]
+    choices: [v1, v2]
+  url_secret:
+    description:
+      - With O(chart_generation=v2), the name of the Kubernetes Secret, in the release namespace,
+        whose key C(url) holds the whole connection URL (C(CODER_PG_CONNECTION_URL)); required then.
+      - Build the URL with the P(coderops.deploy.coder_pg_url#filter) filter from
+        RV(connection_url_options), so that it names the certificate files these values mount.
+      - Refused with O(chart_generation=v1).
+    type: str
+    version_added: 0.2.0
+  max_db_connections:
+    description:
+      - Size of each replica's connection pool.
+      - With O(chart_generation=v1), C(CODER_MAX_DB_CONNECTIONS); V(30) when not given (Coder's default).
+      - With O(chart_generation=v2), C(CODER_PG_CONN_MAX_OPEN); V(10) when not given (Coder's default).
+    type: int
+  max_idle_connections:
+    description:
+      - With O(chart_generation=v2), C(CODER_PG_CONN_MAX_IDLE), between 0 and O(max_db_connections).
+        When not given, V(auto) (Coder's default, a third of the open connections).
+      - Refused with O(chart_generation=v1).
+    type: int
+    version_added: 0.2.0
+  extra_connections_per_replica:
+    description:
+      - Connections each replica (and each surge pod of a rolling update) holds besides its pool
+        of O(max_db_connections); they count in the connection budget.
+      - With O(chart_generation=v1), V(0) when not given (coderd holds only its pool).
+      - With O(chart_generation=v2), V(5) when not given. This is an assumption, not a number from
+        the chart. Coder v2 keeps a connection for its pub/sub listener (PostgreSQL LISTEN) outside
+        the C(CODER_PG_CONN_MAX_OPEN) pool, and opens short-lived connections besides (the schema
+        migration at start-up, internal pools); 5 covers the listener and a few of those with a
+        margin. Measure the real use (C(pg_stat_activity), the C(go_sql_open_connections) metric)
+        and override it when it differs.
+      - Between 0 and 1000.
+    type: int
+    version_added: 0.2.0
   pg_facts:
     description:
       - The registered result of M(coderops.deploy.coder_pg_facts) for the server.
@@ -220,6 +272,8 @@ notes:
     keeps the password under the key C(password)).
   - With O(dest), the host that runs the module needs PyYAML.
   - Read the result's values as C(result['values']) in Jinja; C(result.values) is the dictionary's C(values) method.
+  - With O(chart_generation=v2), the values name the URL Secret only. Create it separately, with
+    the URL under the key C(url), built from RV(connection_url_options) and the password.
 seealso:
   - module: coderops.deploy.coder_pg_facts
   - plugin: coderops.deploy.coder_values_merge
@@ -276,6 +330,30 @@ EXAMPLES = r"""
     service_account_annotations:
       eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/coder-rds
   register: coder_values
+
+- name: Values for the Coder v2 chart; the Secret coder-db-url holds the URL under the key url
+  coderops.deploy.coder_values:
+    chart_generation: v2
+    pg_facts: "{{ coder_pg }}"
+    host: db.example.internal
+    url_secret: coder-db-url
+    ssl_mode: verify-full
+    ssl_root_cert_secret:
+      name: coder-db-ca
+      key: ca.crt
+    replicas: 3
+    max_db_connections: 10
+  register: coder_values_v2
+
+- name: The URL for that Secret, naming the CA file the values mount
+  ansible.builtin.set_fact:
+    coder_db_url: >-
+      {{ coder_values_v2.connection_url_options | coderops.deploy.coder_pg_url(
+           password=coder_db_password,
+           ssl_mode=coder_values_v2.connection_url_options.ssl_mode,
+           search_path=coder_values_v2.connection_url_options.search_path,
+           params=coder_values_v2.connection_url_options.params) }}
+  no_log: true
 """
 
 RETURN = r"""
@@ -307,6 +385,52 @@ values:
       extraEnvs:
         - name: CODER_MAX_DB_CONNECTIONS
           value: "30"
+connection_url_options:
+  description:
+    - With O(chart_generation=v2), what the connection URL in the Secret named by O(url_secret) must
+      carry, without the password. Shaped for the P(coderops.deploy.coder_pg_url#filter) filter; the
+      dictionary itself is its input (it reads C(host), C(port), C(user) and C(database)), and
+      C(ssl_mode), C(search_path) and C(params) are its arguments of the same names.
+    - V(null) with O(chart_generation=v1).
+  returned: success
+  type: dict
+  version_added: 0.2.0
+  contains:
+    host:
+      description: The database host.
+      type: str
+    port:
+      description: The database port.
+      type: int
+    user:
+      description: The PostgreSQL role.
+      type: str
+    database:
+      description: The database.
+      type: str
+    ssl_mode:
+      description: The C(sslmode) of the URL.
+      type: str
+    search_path:
+      description: The C(search_path) of the URL, or V(null) for none.
+      type: str
+    params:
+      description:
+        - More URL parameters, C(sslrootcert), C(sslcert) and C(sslkey), naming the files the
+          values mount; empty without certificates.
+      type: dict
+    password_required:
+      description: Whether the URL carries a password (V(false) with O(connector=awsiamrds)).
+      type: bool
+  sample:
+    host: db.example.internal
+    port: 5432
+    user: coder
+    database: coder
+    ssl_mode: verify-full
+    search_path: null
+    params: {sslrootcert: /etc/ssl/certs/coder-db-ca.crt}
+    password_required: true
 budget:
   description:
     - The connection budget with the numbers of O(pg_facts), shaped like
@@ -336,7 +460,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
 from ansible_collections.coderops.deploy.plugins.module_utils._coder_values import (
     BUILDERS,
     HAS_YAML,
-    build_values,
+    build_values_and_url,
     render_yaml,
 )
 from ansible_collections.coderops.deploy.plugins.module_utils._files import (
@@ -365,7 +489,12 @@ def _secret_ref_spec():
 
 def main():
     argument_spec = budget_argument_spec()
+    # Their defaults depend on chart_generation (build_values_and_url fills them in).
+    argument_spec["max_db_connections"].pop("default")
+    argument_spec["extra_connections_per_replica"].pop("default")
     argument_spec.update(
+        url_secret={"type": "str", "no_log": False},
+        max_idle_connections={"type": "int"},
         chart_generation={"type": "str", "default": "v1", "choices": sorted(BUILDERS)},
         pg_facts={"type": "dict"},
         host={"type": "str"},
@@ -400,11 +529,12 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     try:
-        values, budget = build_values(module.params)
+        values, budget, url_options = build_values_and_url(module.params)
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field, changed=False)
 
-    result = {"changed": False, "values": values, "budget": budget}
+    result = {"changed": False, "values": values, "budget": budget,
+              "connection_url_options": url_options}
     dest = module.params["dest"]
     if dest:
         if not HAS_YAML:

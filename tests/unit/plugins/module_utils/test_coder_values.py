@@ -287,7 +287,7 @@ REFUSALS = [
     ({"values_overrides": {"coderd": {"replicas": 9}}}, "values_overrides.coderd.replicas",
      "set the replicas option"),
     ({"values_overrides": ["x"]}, "values_overrides", "must be a dictionary"),
-    ({"chart_generation": "v2"}, "chart_generation", "not supported by this collection version"),
+    ({"chart_generation": "v3"}, "chart_generation", "not supported by this collection version"),
     ({"pg_facts": dict(FACTS, max_connections=20), "port": None}, "max_db_connections",
      "set max_db_connections to 6 or less"),
     ({"pg_facts": dict(FACTS, in_recovery=True)}, "pg_facts", "standby"),
@@ -360,7 +360,7 @@ def test_render_yaml_is_stable_and_quotes_the_port():
 
 
 def test_builders_registry_is_open_for_more_generations():
-    assert set(BUILDERS) == {"v1"}
+    assert set(BUILDERS) == {"v1", "v2"}
     builder = BUILDERS["v1"]
     assert builder.generation == "v1"
     assert callable(builder.check) and callable(builder.build)
