@@ -249,11 +249,15 @@ class _V1Builder:
                                  " replace the whole list, dropping CODER_MAX_DB_CONNECTIONS",
     }
 
-    def check(self, spec):
+    @staticmethod
+    def refuse_options(params):
+        """Refuse the v2-only options."""
         for option, fix in V2_ONLY_OPTIONS.items():
-            if spec.get(option) is not None:
+            if params.get(option) is not None:
                 raise InputError(option, f"{option} is an option of the Coder v2 chart only"
                                          f" (chart_generation v2); the v1 chart {fix}")
+
+    def check(self, spec):
         if spec["password_secret"]:
             why = (", which no_password_env needs because the chart names a volume after the"
                    " Secret") if spec["no_password_env"] else ""
@@ -352,14 +356,14 @@ V2_ONLY_OPTIONS = {
 
 # Options that only the v1 chart takes (value: (is it set?, fix on v2)).
 V1_ONLY_OPTIONS = {
-    "password_secret": (lambda spec: bool(spec["password_secret"]),
+    "password_secret": (lambda params: bool(params.get("password_secret")),
                         "the password goes into the connection URL Secret named by url_secret"
                         " (key 'url'); remove password_secret"),
-    "no_password_env": (lambda spec: spec["no_password_env"],
+    "no_password_env": (lambda params: bool(params.get("no_password_env")),
                         "the v2 chart always reads the URL from the Secret named by url_secret;"
                         " remove no_password_env"),
     "service.load_balancer_source_ranges": (
-        lambda spec: spec["service"].get("load_balancer_source_ranges") is not None,
+        lambda params: (params.get("service") or {}).get("load_balancer_source_ranges") is not None,
         "the v2 chart has no coder.service.loadBalancerSourceRanges; restrict the sources in"
         " the load balancer or with a NetworkPolicy, and remove"
         " service.load_balancer_source_ranges"),
@@ -392,11 +396,15 @@ class _V2Builder:
                                    " certificate; Helm would replace the list",
     }
 
-    def check(self, spec):
+    @staticmethod
+    def refuse_options(params):
+        """Refuse the v1-only options first, before the checks that give them a v1 meaning."""
         for option, (is_set, fix) in V1_ONLY_OPTIONS.items():
-            if is_set(spec):
+            if is_set(params):
                 raise InputError(option, f"{option} is an option of the Coder v1 chart only;"
                                          f" with chart_generation v2 {fix}")
+
+    def check(self, spec):
         if not spec["url_secret"]:
             raise InputError("url_secret", "url_secret is not set; with chart_generation v2 set"
                                            " it to the Secret, in the release namespace, whose"
@@ -514,6 +522,7 @@ def build_values_and_url(params):
         raise InputError("chart_generation", f"chart_generation {generation!r} is not supported by"
                                              f" this collection version; use one of"
                                              f" {', '.join(sorted(BUILDERS))}")
+    builder.refuse_options(params)
     spec = normalise(params)
     builder.check(spec)
     values = builder.build(spec)
