@@ -78,3 +78,15 @@ def test_url_errors_never_hold_the_password(conn, kwargs, fragment):
     text = str(err.value)
     assert text.startswith("coderops.deploy.coder_pg_url: ") and fragment in text
     assert CANARY.strip() not in text and err.value.__cause__ is None
+
+
+def test_budget_filter_passes_extra_connections_per_replica():
+    facts = {"max_connections": 100, "superuser_reserved_connections": 3}
+    got = coder_connection_budget.coder_connection_budget(facts, replicas=3, max_db_connections=10,
+                                                          extra_connections_per_replica=5)
+    assert got["needed_peak"] == 60 and got["needed_steady"] == 45
+    assert got == connection_budget(100, 3, replicas=3, max_db_connections=10,
+                                    extra_connections_per_replica=5)
+    # At its default of 0 the result is exactly the v1 one.
+    assert (coder_connection_budget.coder_connection_budget(facts, replicas=3)
+            == connection_budget(100, 3, replicas=3))

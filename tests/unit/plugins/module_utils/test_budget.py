@@ -150,3 +150,31 @@ def test_argument_spec_is_a_fresh_copy():
     a = budget_argument_spec()
     a["replicas"]["default"] = 99
     assert budget_argument_spec()["replicas"]["default"] == 1
+
+
+def test_extra_connections_per_replica():
+    # (2 replicas + 1 surge pod) x (10 + 5) = 45 of 97.
+    b = connection_budget(100, 3, replicas=2, max_db_connections=10, extra_connections_per_replica=5)
+    assert (b["needed_steady"], b["needed_peak"], b["headroom"]) == (30, 45, 52)
+    # 97 // 3 pods = 32 per pod, less the 5 overhead: a pool of 27.
+    assert b["suggested_max_db_connections"] == 27
+    assert "(max_db_connections 10 + extra_connections_per_replica 5)" in b["message"]
+    assert b["inputs"]["extra_connections_per_replica"] == 5
+
+
+def test_extra_connections_zero_is_the_v1_result():
+    assert (connection_budget(100, 3, replicas=2, extra_connections_per_replica=0)
+            == connection_budget(100, 3, replicas=2))
+
+
+def test_extra_connections_larger_than_the_share_suggests_nothing():
+    b = connection_budget(20, 3, replicas=1, max_db_connections=5, extra_connections_per_replica=20)
+    assert not b["ok"] and b["suggested_max_db_connections"] == 0
+    assert "not even a pool of 1 fits" in b["message"]
+
+
+@pytest.mark.parametrize("value", [-1, 1001, True, "x"])
+def test_extra_connections_refused(value):
+    with pytest.raises(BudgetError) as err:
+        connection_budget(100, 3, extra_connections_per_replica=value)
+    assert err.value.field == "extra_connections_per_replica"
