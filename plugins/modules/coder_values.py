@@ -77,6 +77,8 @@ options:
       - With O(chart_generation=v1), C(CODER_MAX_DB_CONNECTIONS); V(30) when not given (Coder's default).
       - With O(chart_generation=v2), C(CODER_PG_CONN_MAX_OPEN); V(10) when not given (Coder's default).
     type: int
+    # The shared budget fragment says 30; here the default depends on chart_generation.
+    default: null
   max_idle_connections:
     description:
       - With O(chart_generation=v2), C(CODER_PG_CONN_MAX_IDLE), between 0 and O(max_db_connections).
@@ -97,6 +99,8 @@ options:
         and override it when it differs.
       - Between 0 and 1000.
     type: int
+    # The shared budget fragment says 0; here the default depends on chart_generation.
+    default: null
     version_added: 0.2.0
   pg_facts:
     description:
