@@ -510,8 +510,7 @@ BUILDERS = {"v1": _V1Builder(), "v2": _V2Builder()}
 
 def build_values(params):
     """Check the input and build the values. Returns (values, budget); raises InputError."""
-    values, budget, _ = build_values_and_url(params)
-    return values, budget
+    return build_values_and_url(params)[:2]
 
 
 def build_values_and_url(params):

@@ -82,7 +82,7 @@ def test_chart_defaults(helm, tmp_path):
 
 
 def test_chart_renders_the_v2_values(helm, tmp_path):
-    values, _, url = build_values_and_url({
+    values, _budget, url = build_values_and_url({
         "chart_generation": "v2", "host": "db.example.internal", "port": 5432, "user": "coder",
         "database": "coder", "url_secret": "coder-db-url", "ssl_mode": "verify-full",
         "ssl_root_cert_secret": {"name": "coder-db-ca", "key": "ca.crt"},

@@ -102,7 +102,7 @@ CONTRACT_ROWS = [
 
 @pytest.mark.parametrize("update,path,expected", CONTRACT_ROWS)
 def test_contract_rows(update, path, expected):
-    values, _, _ = build(**update)
+    values, _budget, _url = build(**update)
     assert at(values, path) == expected
 
 
@@ -124,14 +124,15 @@ def test_minimal_values_exactly():
 
 
 def test_no_pg_auth_for_password_login_and_no_v1_keys():
-    values, _, _ = build()
+    values, _budget, _url = build()
     assert "CODER_PG_AUTH" not in env_of(values)
     assert set(values) == {"coder"}
 
 
 def test_url_options_name_the_mounted_files_and_search_path():
-    values, _, url = build(ssl_mode="verify-full", ssl_root_cert_secret=ROOT, ssl_cert_secret=CERT,
-                           ssl_key_secret=KEY, search_path="coder_schema")
+    values, _budget, url = build(ssl_mode="verify-full", ssl_root_cert_secret=ROOT,
+                                 ssl_cert_secret=CERT, ssl_key_secret=KEY,
+                                 search_path="coder_schema")
     assert url["params"] == {"sslrootcert": "/etc/ssl/certs/coder-db-ca.crt",
                              "sslcert": "/etc/coder/pg/client-cert/tls.crt",
                              "sslkey": "/etc/coder/pg/client-key/tls.key"}
@@ -148,8 +149,8 @@ def test_url_options_name_the_mounted_files_and_search_path():
 
 def test_url_built_from_the_options():
     """What the role side does: coder_pg_url(options, password, ssl_mode, search_path, params)."""
-    _, _, o = build(user="co der", ssl_mode="verify-full", ssl_root_cert_secret=ROOT,
-                    ssl_cert_secret=CERT, ssl_key_secret=KEY, search_path="s1")
+    _values, _budget, o = build(user="co der", ssl_mode="verify-full", ssl_root_cert_secret=ROOT,
+                                ssl_cert_secret=CERT, ssl_key_secret=KEY, search_path="s1")
     url = pg_url(o["host"], o["port"], o["user"], o["database"], password="p@ss:w/rd%",
                  ssl_mode=o["ssl_mode"], search_path=o["search_path"], params=o["params"])
     assert url == ("postgres://co%20der:p%40ss%3Aw%2Frd%25@db.example.internal:5432/coder"
@@ -160,7 +161,7 @@ def test_url_built_from_the_options():
 
 
 def test_awsiamrds_url_has_no_password():
-    values, _, o = build(connector="awsiamrds")
+    values, _budget, o = build(connector="awsiamrds")
     assert o["password_required"] is False
     assert env_of(values)["CODER_PG_AUTH"]["value"] == "awsiamrds"
 
@@ -177,7 +178,7 @@ def test_facts_fill_port_user_database_and_v2_budget():
 
 
 def test_overhead_is_overridable_and_refused_when_it_does_not_fit():
-    _, budget, _ = build(pg_facts=FACTS, replicas=3, extra_connections_per_replica=0)
+    _values, budget, _url = build(pg_facts=FACTS, replicas=3, extra_connections_per_replica=0)
     assert budget["needed_peak"] == 40 and "extra_connections_per_replica" not in budget["inputs"]
     with pytest.raises(InputError) as err:
         build(pg_facts=FACTS, replicas=3, max_db_connections=10, extra_connections_per_replica=15)
@@ -190,10 +191,10 @@ def test_overhead_is_overridable_and_refused_when_it_does_not_fit():
 def test_v1_budget_unchanged_by_the_new_option():
     v1 = {"chart_generation": "v1", "host": "h", "port": 5432, "user": "u", "database": "d",
           "pg_facts": FACTS, "replicas": 2}
-    _, before = build_values(v1)
-    _, after = build_values(dict(v1, extra_connections_per_replica=0))
+    _values, before = build_values(v1)
+    _values, after = build_values(dict(v1, extra_connections_per_replica=0))
     assert before == after and before["needed_peak"] == 90
-    _, more = build_values(dict(v1, extra_connections_per_replica=1))
+    _values, more = build_values(dict(v1, extra_connections_per_replica=1))
     assert more["needed_peak"] == 93 and more["headroom"] == 0
 
 
@@ -259,7 +260,7 @@ def test_v2_only_options_refused_for_v1(update, field):
 
 def test_values_never_hold_a_password():
     params = dict(BASE, password="hunter2-secret", login_password="hunter2-secret")
-    values, _, url = build_values_and_url(params)
+    values, _budget, url = build_values_and_url(params)
     text = render_yaml(values)
     assert "hunter2" not in text and "hunter2" not in repr(url)
 
@@ -268,6 +269,6 @@ def test_inputs_not_changed():
     params = dict(BASE, extra_envs=[{"name": "A", "value": "1"}],
                   values_overrides={"coder": {"podAnnotations": {"a": "b"}}})
     snapshot = copy.deepcopy(params)
-    values, _, _ = build_values_and_url(params)
+    values, _budget, _url = build_values_and_url(params)
     assert params == snapshot
     assert values["coder"]["podAnnotations"] == {"a": "b"}

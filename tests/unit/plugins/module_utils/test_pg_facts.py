@@ -161,8 +161,8 @@ def test_latency_summary(samples, expected):
 
 def test_budget_counts_extra_connections_per_replica():
     """The v2 overhead: 1 replica + 1 surge pod, each 10 + 5, on 87 available."""
-    conn, _ = fake_conn_and_log()
-    (facts, failure), _ = run(conn, max_db_connections=10, extra_connections_per_replica=5)
+    conn, _log = fake_conn_and_log()
+    (facts, failure), _opener = run(conn, max_db_connections=10, extra_connections_per_replica=5)
     assert failure is None
     assert facts["budget"]["needed_peak"] == 30
     assert facts["budget"]["inputs"]["extra_connections_per_replica"] == 5
