@@ -84,5 +84,43 @@ def test_missing_directory(capsys, tmp_path):
 
 
 def test_unsupported_generation(capsys):
-    result = run(capsys, chart_generation="v2")
+    result = run(capsys, chart_generation="v3")
     assert result["failed"] is True and "chart_generation" in result["msg"]
+
+
+V2 = {"chart_generation": "v2", "password_secret": None, "url_secret": "coder-db-url"}
+
+
+def test_v2_values_and_url_options(capsys, tmp_path):
+    dest = tmp_path / "values.yaml"
+    result = run(capsys, dest=str(dest), ssl_mode="verify-full",
+                 ssl_root_cert_secret={"name": "coder-db-ca", "key": "ca.crt"}, **V2)
+    assert result["changed"] is True
+    env = {e["name"]: e for e in result["values"]["coder"]["env"]}
+    assert env["CODER_PG_CONNECTION_URL"]["valueFrom"]["secretKeyRef"] == {"name": "coder-db-url",
+                                                                           "key": "url"}
+    # The module's own defaults for v2: a pool of 10, idle auto.
+    assert env["CODER_PG_CONN_MAX_OPEN"]["value"] == "10"
+    assert env["CODER_PG_CONN_MAX_IDLE"]["value"] == "auto"
+    assert result["connection_url_options"]["params"] == {
+        "sslrootcert": "/etc/ssl/certs/coder-db-ca.crt"}
+    assert "postgres" not in dest.read_text() and "coder-db-url" in dest.read_text()
+
+
+def test_v1_result_has_no_url_options_and_v1_pool_default(capsys):
+    result = run(capsys)
+    assert result["connection_url_options"] is None
+    assert result["values"]["coderd"]["extraEnvs"][0] == {"name": "CODER_MAX_DB_CONNECTIONS",
+                                                          "value": "30"}
+
+
+def test_v2_refuses_password_secret(capsys):
+    result = run(capsys, **dict(V2, password_secret="coder-db"))
+    assert result["failed"] is True and result["field"] == "password_secret"
+    assert "url_secret" in result["msg"]
+
+
+def test_v1_refuses_url_secret(capsys):
+    result = run(capsys, url_secret="coder-db-url")
+    assert result["failed"] is True and result["field"] == "url_secret"
+    assert "Coder v2 chart only" in result["msg"]
