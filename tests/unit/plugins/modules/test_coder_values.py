@@ -115,7 +115,8 @@ def test_v1_result_has_no_url_options_and_v1_pool_default(capsys):
 
 
 def test_v2_refuses_password_secret(capsys):
-    result = run(capsys, **dict(V2, password_secret="coder-db"))
+    args = {**V2, "password_secret": "coder-db"}
+    result = run(capsys, **args)
     assert result["failed"] is True and result["field"] == "password_secret"
     assert "url_secret" in result["msg"]
 
