@@ -276,6 +276,11 @@ notes:
     keeps the password under the key C(password)).
   - With O(dest), the host that runs the module needs PyYAML.
   - Read the result's values as C(result['values']) in Jinja; C(result.values) is the dictionary's C(values) method.
+  - With O(chart_generation=v2) and a client certificate, the key file is mounted with mode C(0640)
+    and owned by root (libpq and Go's lib/pq refuse a key that group or others can read unless
+    root owns it, and then allow at most C(0640)). The Coder container runs as user 1000, so it
+    reads the key only through the group, so the pod needs C(fsGroup) 1000 (not tested against the
+    real chart; check that the chart version in use lets you set it).
   - With O(chart_generation=v2), the values name the URL Secret only. Create it separately, with
     the URL under the key C(url), built from RV(connection_url_options) and the password.
 seealso:
