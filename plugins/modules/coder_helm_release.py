@@ -15,7 +15,7 @@ description:
     the notes).
   - With O(state=present), makes no new revision when the chart version and the values are those of
     the deployed revision. Otherwise runs C(helm install) or C(helm upgrade) with C(--wait) and
-    O(timeout) (never C(--atomic)) and, while helm waits, watches the pods of the new template:
+    O(timeout) (never C(--atomic)) and, while helm waits, watches the pods of the new template -
     it prints their progress at least every O(progress_interval) seconds and, when a pod stays in
     CrashLoopBackOff, ImagePullBackOff, ErrImagePull, Failed and the like for O(fail_fast_grace)
     seconds, stops helm at once instead of sitting out the timeout.
