@@ -8,7 +8,7 @@ PG ?=
 # The test bed's state directory (CODER_TESTBED_STATE moves it, e.g. for a second bed).
 TESTBED_STATE := $(or $(CODER_TESTBED_STATE),$(CURDIR)/.testbed)
 
-.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed molecule demo
+.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed molecule demo bench
 
 help:
 	@echo "make testbed        bring the local test bed up (PG=\"main small\" picks servers)"
@@ -56,3 +56,6 @@ SCENARIO ?= default
 # molecule needs the test bed's environment (the inventory reads it), so load it first.
 molecule: venv testbed
 	@. $(TESTBED_STATE)/env.sh && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test -s $(SCENARIO)
+bench: venv testbed
+	@$(VENV)/bin/pip install --quiet -r requirements-bench.txt
+	@. $(TESTBED_STATE)/env.sh && PATH="$(CURDIR)/.venv/bin:$$PATH" $(VENV)/bin/python bench/run.py
