@@ -26,8 +26,10 @@ PYTHON_VERSION=3.11
 
 # Only these paths belong to the collection (testbed/, scripts/, .ci/ ... stay out: they are
 # no collection content, and sanity would lint them as if they were).
+# .ansible-lint and .yamllint come along so that linting the tree follows the repository's rules.
 COLLECTION_PATHS=(galaxy.yml LICENSE README.md meta plugins roles playbooks changelogs docs
-                  tests/unit tests/integration tests/sanity tests/charts tests/config.yml)
+                  tests/unit tests/integration tests/sanity tests/charts tests/config.yml
+                  .ansible-lint .yamllint)
 
 die() { echo "ansible-test.sh: $*" >&2; exit 2; }
 
