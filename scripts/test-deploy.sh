@@ -13,7 +13,7 @@
 #
 # JUnit XML goes to ${JUNIT_DIR:-tests/output/junit}/deploy-<step>.xml, playbook logs to
 # tests/output/deploy_coder/, measured durations to tests/output/deploy_coder/measurements.jsonl.
-# pytest prints a line per test and, while one runs, "still running ..." every 20 s. Exits
+# pytest prints a line per test and, while one runs, this prints "still running ..." every 20 s. Exits
 # non-zero when any step failed (all steps run).
 set -uo pipefail
 
@@ -49,6 +49,19 @@ run_step units env PYTHONPATH="$REPO/playbooks/collections" "$VENV/bin/pytest" -
     tests/unit/plugins/module_utils/test_helm_release.py \
     --junitxml="$JUNIT_DIR/deploy-units.xml" -o junit_suite_name=deploy-units
 rm -f "$REPO/tests/output/deploy_coder/measurements.jsonl"
+# While a test runs, pytest shows nothing: print the running test every 20 s.
+export CODER_IT_CURRENT_TEST_FILE="$REPO/tests/output/deploy_coder/current-test"
+mkdir -p "$(dirname "$CODER_IT_CURRENT_TEST_FILE")"
+: >"$CODER_IT_CURRENT_TEST_FILE"
+(
+    while sleep 20; do
+        if read -r test started <"$CODER_IT_CURRENT_TEST_FILE" 2>/dev/null && [ -n "${test:-}" ]; then
+            echo "[test-deploy] still running $test ($(( $(date +%s) - started )) s)"
+        fi
+    done
+) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null' EXIT
 run_step integration "$VENV/bin/pytest" -p no:cacheprovider -v -rfE --durations=15 \
     tests/integration/targets/deploy_coder/tests \
     --junitxml="$JUNIT_DIR/deploy-integration.xml" -o junit_suite_name=deploy-integration "$@"

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fixtures of the deploy_coder integration tests: the test bed's environment, namespaces the
-tests create (and delete), a local chart repository with both stand-in chart versions, and a
-heartbeat that prints the running test every 20 s (pytest itself is silent during a test)."""
+tests create (and delete), a local chart repository with both stand-in chart versions, and the
+name of the running test in a file that scripts/test-deploy.sh prints every 20 s."""
 
 from __future__ import annotations
 
@@ -24,46 +24,28 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from helpers import ENV, REPO, helm, kubectl  # noqa: E402
+from helpers import ENV, LOG_DIR, REPO, helm, kubectl  # noqa: E402
 
 HELMS = ["helm3", "helm4"]
-HEARTBEAT_SECONDS = 20
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "helm: runs once with helm 3 and once with helm 4")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def heartbeat(request):
-    """Print the running test and its elapsed time at least every 20 s."""
-    state = {"test": None, "since": time.monotonic()}
-    stop = threading.Event()
-    request.config._deploy_heartbeat = state
-    # The terminal reporter writes to the real terminal, past pytest's output capture.
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-
-    def beat():
-        while not stop.wait(HEARTBEAT_SECONDS):
-            if state["test"] and reporter is not None:
-                reporter.write_line(f"[deploy_coder] still running {state['test']}"
-                                    f" ({int(time.monotonic() - state['since'])} s)")
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    yield
-    stop.set()
+def _current_test_file():
+    return Path(os.environ.get("CODER_IT_CURRENT_TEST_FILE") or (LOG_DIR / "current-test"))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    state = getattr(item.config, "_deploy_heartbeat", None)
-    if state is not None:
-        state["test"] = item.nodeid
-        state["since"] = time.monotonic()
+    """Record the running test and its start time; scripts/test-deploy.sh prints it every 20 s
+    (pytest captures the output of a running test, so a thread here could not)."""
+    path = _current_test_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{item.nodeid}\t{int(time.time())}\n")
     yield
-    if state is not None:
-        state["test"] = None
+    path.write_text("")
 
 
 def new_namespace(prefix="coderops-it"):
