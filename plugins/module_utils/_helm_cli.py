@@ -181,7 +181,7 @@ class Helm:
         cmd = [self.binary] + list(args) + self._global(namespace)
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  errors="replace", env=self.env, timeout=timeout)
+                                  errors="replace", env=self.env, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise HelmError(f"helm {args[0]} did not answer within {timeout} s") from None
         except OSError as exc:
@@ -312,7 +312,7 @@ class Helm:
         """Run a command built above to the end; returns (rc, stdout, stderr)."""
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  errors="replace", env=self.env, timeout=timeout + 60)
+                                  errors="replace", env=self.env, timeout=timeout + 60, check=False)
         except subprocess.TimeoutExpired:
             return 1, "", f"Error: {cmd[1]} did not finish within {timeout + 60} s"
         return proc.returncode, proc.stdout, proc.stderr

@@ -834,7 +834,7 @@ class ReleaseManager:
         final = self._history()
         if not outcome["ok"]:
             fst = analyse(final)
-            report, events, _ = self._diagnostics(outcome, None)
+            report, events, dummy = self._diagnostics(outcome, None)
             pods = "; ".join(f"{x['pod']}: {x['reason']} ({x['message']})"
                              for x in (report or {}).get("problems", [])[:5])
             ev = "; ".join(f"{e['type']} {e['reason']} {e['object']}: {e['message']}" for e in events[-8:])

@@ -137,7 +137,8 @@ class Kube:
             info = k8s_client.VersionApi(self.api).get_code(_request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise _api_error(exc, "reading the API server's version") from None
-        except Exception as exc:  # urllib3 connection errors and the like
+        # ApiException is Exception itself when the kubernetes library is missing.
+        except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 connection errors and the like
             raise KubeError(f"the API server in the kubeconfig cannot be reached: {exc}",
                             field="kubeconfig") from None
         return info.git_version
@@ -441,7 +442,7 @@ class Lock:
                     return
                 if current.spec.holder_identity == self.holder:
                     self._rv = current.metadata.resource_version
-        except Exception:  # a missed renewal is retried at the next tick
+        except Exception:  # pylint: disable=duplicate-except  # a missed renewal is retried at the next tick
             return
 
     def release(self):

@@ -37,7 +37,7 @@ description:
   - Values are passed to helm in a private file (mode C(0600)) that is removed afterwards. They
     should only name Secrets; Helm keeps every revision's values in its release Secret.
 author:
-  - coderops maintainers
+  - coderops maintainers (@coderops)
 extends_documentation_fragment:
   - coderops.deploy._helm
   - coderops.deploy._attributes

@@ -20,7 +20,7 @@ description:
     history, the last good revision, the Lease of a running operation, nor whether the chart
     version exists."
 author:
-  - coderops maintainers
+  - coderops maintainers (@coderops)
 extends_documentation_fragment:
   - coderops.deploy._helm
   - coderops.deploy._attributes

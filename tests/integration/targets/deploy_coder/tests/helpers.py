@@ -47,7 +47,7 @@ ENV = _load_env()
 
 
 def run(*cmd, check=True, timeout=300, env=None, input=None):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env or ENV,
+    proc = subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True, env=env or ENV,
                           timeout=timeout, input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

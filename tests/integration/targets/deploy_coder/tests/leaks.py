@@ -22,7 +22,7 @@ import yaml
 
 
 def make_canary():
-    core = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(18))
+    core = "".join(secrets.choice(string.ascii_letters + string.digits) for dummy in range(18))
     # Spaces, quotes, = @ % \ : and non-ASCII, inside (leading and trailing white space is refused).
     return f"Cy{core} \" ' = @ % \\ : ü€ {core[:6]}z"
 

@@ -96,8 +96,8 @@ def test_secret_write_forbidden_is_a_clear_403(empty_namespace):
     cluster = config["clusters"][0]
     kubeconfig = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
                   "users": [{"name": "deployer", "user": {"token": token}}],
-                  "contexts": [{"name": "deployer", "context": {"cluster": cluster["name"], "user": "deployer",
-                                                               "namespace": ns}}],
+                  "contexts": [{"name": "deployer",
+                                "context": {"cluster": cluster["name"], "user": "deployer", "namespace": ns}}],
                   "current-context": "deployer"}
     with tempfile.TemporaryDirectory(prefix="coderops-it-rbac-") as tmp:
         path = Path(tmp, "kubeconfig")

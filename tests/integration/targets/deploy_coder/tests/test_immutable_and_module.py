@@ -38,7 +38,7 @@ MAIN = {k: ENV[f"CODER_TEST_PG_MAIN_{k}"] for k in ("HOST", "PORT", "DATABASE", 
 
 
 def _password():
-    return "Im" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20)) + " =@%:"
+    return "Im" + "".join(secrets.choice(string.ascii_letters + string.digits) for dummy in range(20)) + " =@%:"
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_immutable_password_secret(binary, namespace, role_with_password):
     wait_available(namespace, 1)
     env_ = {e["name"]: e for e in deployment(namespace)["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env_["DB_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "coder-db-password-v2"
-    data, _ = secret_data(namespace, "coder-db-password-v2")
+    data, dummy = secret_data(namespace, "coder-db-password-v2")
     facts = pg_login(MAIN["HOST"], MAIN["PORT"], r["name"], MAIN["DATABASE"], password=data["password"].decode(),
                      ca=MAIN["SSLROOTCERT"])
     assert facts.get("failed") is not True, facts.get("msg")
@@ -125,7 +125,7 @@ def _module(name, args, check_mode=False):
     env = dict(ENV, PYTHONPATH=str(COLLECTIONS))
     try:
         proc = subprocess.run([str(VENV_BIN / "python"), str(REPO / "plugins" / "modules" / f"{name}.py"), path],
-                              capture_output=True, text=True, env=env, timeout=600)
+                              check=False, capture_output=True, text=True, env=env, timeout=600)
     finally:
         os.unlink(path)
     return json.loads(proc.stdout)

@@ -82,7 +82,7 @@ class TestPasswordEnvLifecycle:
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "coderops.deploy"
         assert "stringData" not in obj
         _no_last_applied(ns)
-        ca, _ = secret_data(ns, "coder-db-ca")
+        ca, dummy = secret_data(ns, "coder-db-ca")
         assert ca["ca.crt"] == Path(MAIN["SSLROOTCERT"]).read_bytes()
         # The password read back from the Secret logs in.
         facts = pg_login(MAIN["HOST"], MAIN["PORT"], MAIN["USER"], MAIN["DATABASE"],
@@ -165,7 +165,7 @@ def test_install_no_password_env(binary, namespace):
     check_deployment(template_of(namespace), host=MAIN["HOST"], port=MAIN["PORT"], user=MAIN["USER"],
                      database=MAIN["DATABASE"], ssl_mode="verify-full", password_secret="coder-pg-pass",
                      no_password_env=True, root_cert=ROOT)
-    data, _ = secret_data(namespace, "coder-pg-pass")
+    data, dummy = secret_data(namespace, "coder-pg-pass")
     facts = pg_login(MAIN["HOST"], MAIN["PORT"], MAIN["USER"], MAIN["DATABASE"],
                      password=data["password"].decode(), ca=MAIN["SSLROOTCERT"])
     assert facts.get("failed") is not True, facts.get("msg")

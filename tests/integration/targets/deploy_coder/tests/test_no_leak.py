@@ -115,7 +115,7 @@ def test_no_run_shows_the_password(binary, canary):
         assert "ESTABLISH LOCAL CONNECTION" in res.output  # really -vvvv
         assert "coder_db_password" in res.output  # the variable is named, its value never shown
         # The deployment really uses the canary: the Secret holds it, and it logs in.
-        data, _ = secret_data(ns, "coder-db-password")
+        data, dummy = secret_data(ns, "coder-db-password")
         assert data["password"].decode() == canary["password"]
         facts = pg_login(MAIN["HOST"], MAIN["PORT"], canary["role"], MAIN["DATABASE"],
                          password=data["password"].decode(), ca=MAIN["SSLROOTCERT"])
@@ -151,7 +151,7 @@ def test_no_run_shows_the_password(binary, canary):
         env = playbook_env(ns, binary, _env(canary, ns, binary))
         with ProcWatcher(needles) as watcher:
             proc = subprocess.run([str(VENV_BIN / "python"), str(HERE / "runner_run.py")], input=json.dumps(spec),
-                                  capture_output=True, text=True, env=env, timeout=600)
+                                  check=False, capture_output=True, text=True, env=env, timeout=600)
         canary["proc_hits"].update({f"runner-{binary}: {k}": v for k, v in watcher.hits.items()})
         assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "successful", proc.stdout + proc.stderr
         events = list(pdd.glob("artifacts/*/job_events/*.json"))
@@ -166,11 +166,11 @@ def test_no_run_shows_the_password(binary, canary):
         # Helm: user values and computed values of every revision, and every release Secret.
         for rev in history(binary, ns):
             out = subprocess.run([binary, "get", "values", "coder", "-n", ns, "--all", "--revision",
-                                  str(rev["revision"]), "-o", "json"], capture_output=True, env=ENV).stdout
+                                  str(rev["revision"]), "-o", "json"], check=False, capture_output=True, env=ENV).stdout
             if find(out, needles):
                 hits[f"helm get values --all revision {rev['revision']}"] = find(out, needles)
             out = subprocess.run([binary, "get", "all", "coder", "-n", ns, "--revision", str(rev["revision"])],
-                                 capture_output=True, env=ENV).stdout
+                                 check=False, capture_output=True, env=ENV).stdout
             if find(out, needles):
                 hits[f"helm get all revision {rev['revision']}"] = find(out, needles)
         for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
