@@ -34,6 +34,9 @@ step testbed-smoke "$VENV/pytest" -p no:cacheprovider -q tests/testbed --junitxm
 if [ -x scripts/test-collection.sh ]; then
   step collection scripts/test-collection.sh
 fi
+if [ -x scripts/test-deploy.sh ]; then
+  step deploy scripts/test-deploy.sh
+fi
 if [ -x scripts/test-awx.sh ]; then
   step awx scripts/test-awx.sh
 fi
