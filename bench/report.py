@@ -303,8 +303,8 @@ def chart(results, path):
         xs = range(len(labels))
         ax.bar(xs, med, yerr=[lo, hi], capsize=4, color=colors)
         ax.set_xticks(list(xs), labels, fontsize=8)
-        for x, v in zip(xs, med, strict=True):
-            ax.annotate(f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=8,
+        for x, v, top in zip(xs, med, [m + h for m, h in zip(med, hi, strict=True)], strict=True):
+            ax.annotate(f"{v:.1f}", (x, top), ha="center", va="bottom", fontsize=8,
                         xytext=(0, 3), textcoords="offset points")
 
     for ax, key in zip(axes, panels, strict=False):
