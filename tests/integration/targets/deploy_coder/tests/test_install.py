@@ -158,9 +158,12 @@ class TestPasswordEnvLifecycle:
 
 @pytest.mark.parametrize("binary", HELMS)
 def test_install_no_password_env(binary, namespace):
-    res = playbook("deploy_coder", binary, namespace, {"coder_db_no_password_env": True,
-                                                       "coder_db_password_secret": "coder-pg-pass"})
+    res = playbook("deploy_coder", binary, namespace, {
+        "coder_db_no_password_env": True, "coder_db_password_secret": "coder-pg-pass",
+        "coder_ingress": {"enable": True, "host": "coder.example.test", "tls_enable": True}})
     assert res.rc == 0, res.output[-4000:]
+    # The access URL is the ingress host (https: TLS is on).
+    assert "Coder is at https://coder.example.test" in res.output
     wait_available(namespace, 1)
     check_deployment(template_of(namespace), host=MAIN["HOST"], port=MAIN["PORT"], user=MAIN["USER"],
                      database=MAIN["DATABASE"], ssl_mode="verify-full", password_secret="coder-pg-pass",
