@@ -19,6 +19,7 @@ import pytest
 from conftest import HELMS, delete_namespace, new_namespace
 from helpers import (
     ENV,
+    LOG_DIR,
     REPO,
     Started,
     deployment,
@@ -206,7 +207,7 @@ def test_sigterm_mid_upgrade(good):
 def _stuck(good, *set_args, pending="pending-upgrade"):
     """Leave the release stuck: a helm upgrade killed with SIGKILL while it waits."""
     proc = Started([good.binary, "upgrade", "coder", CHART, "-n", good.ns, "--reuse-values", *set_args,
-                    "--wait", "--timeout", "120s"], ENV, "/nonexistent", f"/tmp/coderops-it-stuck-{good.ns}.log")
+                    "--wait", "--timeout", "120s"], ENV, "/nonexistent", str(LOG_DIR / f"stuck-{good.ns}.log"))
     wait_for(lambda: (h := history(good.binary, good.ns)) and h[-1]["status"] == pending, 60,
              what=f"the release to be {pending}")
     time.sleep(2)
@@ -308,7 +309,7 @@ def test_kept_failed_first_install_converges(binary, namespace):
 @pytest.mark.parametrize("binary", HELMS)
 def test_stuck_pending_install_detected_then_recovered(binary, namespace):
     proc = Started([binary, "install", "coder", CHART, "-n", namespace, "--set", "testing.failPods=not-ready",
-                    "--wait", "--timeout", "120s"], ENV, "/nonexistent", f"/tmp/coderops-it-stuck-{namespace}.log")
+                    "--wait", "--timeout", "120s"], ENV, "/nonexistent", str(LOG_DIR / f"stuck-{namespace}.log"))
     wait_for(lambda: (h := history(binary, namespace)) and h[-1]["status"] == "pending-install", 60,
              what="pending-install")
     time.sleep(2)
