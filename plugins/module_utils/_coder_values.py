@@ -229,6 +229,16 @@ def normalise(params):
     return spec
 
 
+
+def _refuse_owned_overrides(overrides, owned_paths):
+    """Refuse values_overrides that reach into a key the builder owns; `owned_paths` maps a key
+    path (tuple) to the fix to tell the operator."""
+    for path in touched_paths(overrides):
+        for owned, fix in owned_paths.items():
+            if path[:len(owned)] == owned:
+                where = "values_overrides." + ".".join(str(p) for p in path)
+                raise InputError(where, f"{where} overrides a key this module builds: {fix}")
+
 class _V1Builder:
     """Values of the Coder v1 ("Classic") chart, exactly as the chart contract says."""
 
@@ -274,11 +284,7 @@ class _V1Builder:
                 raise InputError(field, f"{field} CODER_MAX_DB_CONNECTIONS is set from the"
                                         f" max_db_connections option (which the budget checks);"
                                         f" set that instead")
-        for path in touched_paths(spec["values_overrides"]):
-            for owned, fix in self.owned_paths.items():
-                if path[:len(owned)] == owned:
-                    where = "values_overrides." + ".".join(str(p) for p in path)
-                    raise InputError(where, f"{where} overrides a key this module builds: {fix}")
+        _refuse_owned_overrides(spec["values_overrides"], self.owned_paths)
 
     def build(self, spec):
         def secret(ref):
@@ -429,11 +435,7 @@ class _V2Builder:
                 raise InputError(field, f"{field} {env['name']} is set by this module from the"
                                         f" {self.owned_env[env['name']]} option; set that"
                                         f" instead")
-        for path in touched_paths(spec["values_overrides"]):
-            for owned, fix in self.owned_paths.items():
-                if path[:len(owned)] == owned:
-                    where = "values_overrides." + ".".join(str(p) for p in path)
-                    raise InputError(where, f"{where} overrides a key this module builds: {fix}")
+        _refuse_owned_overrides(spec["values_overrides"], self.owned_paths)
 
     @staticmethod
     def url_options(spec):
