@@ -229,7 +229,6 @@ def normalise(params):
     return spec
 
 
-
 def _refuse_owned_overrides(overrides, owned_paths):
     """Refuse values_overrides that reach into a key the builder owns; `owned_paths` maps a key
     path (tuple) to the fix to tell the operator."""
@@ -238,6 +237,7 @@ def _refuse_owned_overrides(overrides, owned_paths):
             if path[:len(owned)] == owned:
                 where = "values_overrides." + ".".join(str(p) for p in path)
                 raise InputError(where, f"{where} overrides a key this module builds: {fix}")
+
 
 class _V1Builder:
     """Values of the Coder v1 ("Classic") chart, exactly as the chart contract says."""
