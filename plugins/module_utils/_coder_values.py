@@ -239,6 +239,17 @@ def _refuse_owned_overrides(overrides, owned_paths):
                 raise InputError(where, f"{where} overrides a key this module builds: {fix}")
 
 
+def _ingress_values(options):
+    """The ingress block both chart generations share (enable, host, className, tls.enable)."""
+    ingress = {}
+    for option, key in (("enable", "enable"), ("host", "host"), ("class_name", "className")):
+        if options.get(option) is not None:
+            ingress[key] = options[option]
+    if options.get("tls_enable") is not None:
+        ingress["tls"] = {"enable": options["tls_enable"]}
+    return ingress
+
+
 class _V1Builder:
     """Values of the Coder v1 ("Classic") chart, exactly as the chart contract says."""
 
@@ -326,12 +337,7 @@ class _V1Builder:
             coderd["builtinProviderServiceAccount"] = {
                 "annotations": dict(spec["service_account_annotations"])}
         values = {"postgres": postgres, "coderd": coderd}
-        ingress = {}
-        for option, key in (("enable", "enable"), ("host", "host"), ("class_name", "className")):
-            if spec["ingress"].get(option) is not None:
-                ingress[key] = spec["ingress"][option]
-        if spec["ingress"].get("tls_enable") is not None:
-            ingress["tls"] = {"enable": spec["ingress"]["tls_enable"]}
+        ingress = _ingress_values(spec["ingress"])
         if ingress:
             values["ingress"] = ingress
         return values
@@ -494,12 +500,7 @@ class _V2Builder:
                 service[key] = spec["service"][option]
         if service:
             coder["service"] = service
-        ingress = {}
-        for option, key in (("enable", "enable"), ("host", "host"), ("class_name", "className")):
-            if spec["ingress"].get(option) is not None:
-                ingress[key] = spec["ingress"][option]
-        if spec["ingress"].get("tls_enable") is not None:
-            ingress["tls"] = {"enable": spec["ingress"]["tls_enable"]}
+        ingress = _ingress_values(spec["ingress"])
         if ingress:
             coder["ingress"] = ingress
         if spec["service_account_annotations"]:
