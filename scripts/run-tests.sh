@@ -40,7 +40,9 @@ fi
 if [ -x scripts/test-awx.sh ]; then
   step awx scripts/test-awx.sh
 fi
-step lint-molecule "$VENV/ansible-lint" --nocolor molecule .config
+# The collection is found through the checkout's own link (playbooks/collections), as the
+# scenarios find it, never through a copy some earlier run installed under ~/.ansible.
+step lint-molecule env ANSIBLE_COLLECTIONS_PATH="$PWD/playbooks/collections" "$VENV/ansible-lint" --nocolor molecule .config
 # postgres-container uses the shared test bed and a container of its own.
 step molecule-postgres-container make --no-print-directory molecule SCENARIO=postgres-container
 # default creates and destroys a whole test bed: give it a private one (own state and ports), so

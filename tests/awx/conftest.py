@@ -17,6 +17,11 @@ sys.path.insert(0, str(HERE))
 
 from awx_surveys import REPO  # noqa: E402
 
+# The collection's own Python (module_utils) is imported as ansible_collections.coderops.deploy
+# through the checkout's link playbooks/collections/ansible_collections/coderops/deploy -> the
+# checkout, never through whatever copy an earlier run installed under ~/.ansible.
+sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+
 VENV_BIN = Path(os.environ.get("CODER_VENV", REPO / ".venv")) / "bin"
 STATE = Path(os.environ.get("CODER_TESTBED_STATE", REPO / ".testbed"))
 
