@@ -28,6 +28,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._helm_release impo
     ReleaseManager,
     release_argument_spec,
 )
+from ansible_collections.coderops.deploy.plugins.module_utils._kube import AUTH_ENV
 
 display = Display()
 MODULE = "coderops.deploy.coder_helm_release"
@@ -35,7 +36,9 @@ MODULE = "coderops.deploy.coder_helm_release"
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(release_argument_spec())
+    # The options and their aliases (verify_ssl, ssl_ca_cert).
+    _VALID_ARGS = frozenset(name for option, spec in release_argument_spec().items()
+                            for name in (option, *spec.get("aliases", ())))
 
     def _runs_here(self):
         transport = getattr(self._connection, "transport", "") or ""
@@ -57,16 +60,25 @@ class ActionModule(ActionBase):
             result.update(module_result)
             return result
 
-        validated = ArgumentSpecValidator(release_argument_spec()).validate(self._task.args)
-        if validated.error_messages:
-            result.update(failed=True, reason="invalid_options",
-                          msg="coder_helm_release: " + "; ".join(validated.error_messages))
-            return result
-
+        # The task's environment counts too: an option left unset takes its K8S_AUTH_* variable
+        # (kubeconfig, host, api_key ...) from it first, as the module would on a target (the
+        # validator's fallbacks only see this process's environment).
         env_overrides = {}
         self._compute_environment_string(env_overrides)
         env = dict(os.environ)
         env.update({k: str(v) for k, v in env_overrides.items()})
+        spec = release_argument_spec()
+        args = dict(self._task.args)
+        for option, var in AUTH_ENV.items():
+            names = (option, *spec[option].get("aliases", ()))
+            if var in env_overrides and not any(args.get(n) is not None for n in names):
+                args[option] = str(env_overrides[var])
+
+        validated = ArgumentSpecValidator(spec).validate(args)
+        if validated.error_messages:
+            result.update(failed=True, reason="invalid_options",
+                          msg="coder_helm_release: " + "; ".join(validated.error_messages))
+            return result
 
         cancel = Cancel(parent_pid=os.getppid())
         received = []

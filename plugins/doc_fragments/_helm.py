@@ -5,8 +5,8 @@
 # Note that this doc fragment is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 #
-# Paired one-to-one with connection_argument_spec() in plugins/module_utils/_helm_release.py;
-# a unit test keeps the two in step.
+# Paired, together with coderops.deploy._k8s_auth (the connection options), one-to-one with
+# connection_argument_spec() in plugins/module_utils/_helm_release.py; a unit test keeps them in step.
 
 from __future__ import annotations
 
@@ -30,15 +30,6 @@ options:
       - The flags that differ between the two majors are mapped (C(--wait) takes a strategy in helm 4).
     type: str
     default: helm
-  kubeconfig:
-    description:
-      - Path of the kubeconfig file for helm and the Kubernetes API client.
-      - When not set, E(KUBECONFIG), then C(~/.kube/config). The file must exist and be readable.
-    type: path
-  context:
-    description:
-      - Context of the kubeconfig to use; its current context when not set.
-    type: str
 requirements:
   - helm 3 or helm 4
   - the Python library C(kubernetes) (also needed by kubernetes.core)

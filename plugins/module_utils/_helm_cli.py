@@ -19,6 +19,12 @@ The one place that knows the flags of both majors:
 
 Values go to helm in a file (mode 0600, removed afterwards), never on the command line. They
 only name Secrets, so no password ever reaches helm.
+
+The credentials come from _kube.KubeAuth, the same object the API client uses: the kubeconfig
+path and context as flags, the API server's URL, its CA file, the TLS check and the bearer token
+as helm's own environment variables (HELM_KUBEAPISERVER, HELM_KUBECAFILE,
+HELM_KUBEINSECURE_SKIP_TLS_VERIFY, HELM_KUBETOKEN; helm 3 and 4 both read them): the token is
+never in a process argument (visible to every user in ps) nor in a file.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ except ImportError:
     HAS_YAML = False
 else:
     HAS_YAML = True
+
+from ansible_collections.coderops.deploy.plugins.module_utils._kube import KubeAuth, KubeError
 
 GOOD_STATUSES = ("deployed", "superseded")
 PENDING_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback")
@@ -148,31 +156,45 @@ class Running:
         return self.proc.returncode, "".join(self._out), "".join(self._err)
 
 
+# The first helm releases that read these variables (kubernetes.core.helm checks the same).
+_ENV_SINCE = {"HELM_KUBECAFILE": ((3, 5), "ca_cert"),
+              "HELM_KUBEINSECURE_SKIP_TLS_VERIFY": ((3, 10), "validate_certs")}
+
+
 class Helm:
-    """One helm binary, with the kubeconfig and context every command gets."""
+    """One helm binary, with the credentials every command gets."""
 
     def __init__(self, binary="helm", kubeconfig=None, context=None, env=None,
-                 wait_strategy="watcher"):
+                 wait_strategy="watcher", auth=None):
         self.env = dict(os.environ if env is None else env)
+        if auth is None:
+            auth = KubeAuth({"kubeconfig": kubeconfig, "context": context}, self.env)
+        try:
+            auth.check()
+        except KubeError as exc:
+            raise HelmError(exc.message, field=exc.field) from None
+        self.auth = auth
         path = shutil.which(binary, path=self.env.get("PATH")) if binary else None
         if not path:
             raise HelmError(f"helm_binary {binary!r} was not found (PATH is searched for a bare"
                             f" name); install helm 3 or 4, or set helm_binary to its full path",
                             field="helm_binary")
         self.binary = path
-        self.kubeconfig = kubeconfig
-        self.context = context
+        self.kubeconfig = auth.kubeconfig
+        self.context = auth.context
         self.wait_strategy = wait_strategy
+        self.env.update(auth.helm_env())
         self.version, self.major = self._version()
+        numbers = tuple(int(n) for n in self.version.split(".")[:2])
+        for var, (since, field) in _ENV_SINCE.items():
+            if auth.helm_env().get(var) not in (None, "false") and numbers < since:
+                raise HelmError(f"{field} needs helm {since[0]}.{since[1]} or newer ({var});"
+                                f" {self.binary} is {self.version}", field=field)
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _global(self, namespace=None):
-        flags = []
-        if self.kubeconfig:
-            flags += ["--kubeconfig", self.kubeconfig]
-        if self.context:
-            flags += ["--kube-context", self.context]
+        flags = self.auth.helm_flags()
         if namespace:
             flags += ["--namespace", namespace]
         return flags

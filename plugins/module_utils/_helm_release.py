@@ -51,9 +51,11 @@ from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import (
 )
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import (
     Kube,
+    KubeAuth,
     KubeError,
     Lock,
     LockBusy,
+    auth_argument_spec,
 )
 
 POLL_SECONDS = 1.0
@@ -64,8 +66,6 @@ _CONNECTION_SPEC = {
     "name": {"type": "str", "required": True},
     "namespace": {"type": "str", "required": True},
     "helm_binary": {"type": "str", "default": "helm"},
-    "kubeconfig": {"type": "path"},
-    "context": {"type": "str"},
 }
 
 _RELEASE_SPEC = {
@@ -92,8 +92,11 @@ _RELEASE_SPEC = {
 
 
 def connection_argument_spec():
-    """A fresh copy of the options shared by coder_helm_release and coder_helm_release_info."""
-    return copy.deepcopy(_CONNECTION_SPEC)
+    """A fresh copy of the options shared by coder_helm_release and coder_helm_release_info
+    (doc fragments coderops.deploy._helm and coderops.deploy._k8s_auth)."""
+    spec = copy.deepcopy(_CONNECTION_SPEC)
+    spec.update(auth_argument_spec())
+    return spec
 
 
 def release_argument_spec():
@@ -265,9 +268,11 @@ class ReleaseManager:
     def run(self):
         try:
             check_params(self.p)
-            self.helm = Helm(self.p["helm_binary"], self.p.get("kubeconfig"), self.p.get("context"),
-                             env=self.env, wait_strategy=self.p.get("wait_strategy") or "watcher")
-            self.kube = Kube(self.p.get("kubeconfig"), self.p.get("context"), env=self.env)
+            # The options, else their K8S_AUTH_* variables of the task's environment.
+            auth = KubeAuth(self.p, self.env)
+            self.helm = Helm(self.p["helm_binary"], env=self.env, auth=auth,
+                             wait_strategy=self.p.get("wait_strategy") or "watcher")
+            self.kube = Kube(auth=auth)
             self.result.update(helm_version=self.helm.version, helm_major=self.helm.major)
             state = self.p.get("state", "present")
             if state == "present":
@@ -851,8 +856,9 @@ def release_info(params, env=None):
     for field in ("name", "namespace"):
         if not (params.get(field) or "").strip():
             raise InputError(field, f"{field} is empty; set it")
-    helm = Helm(params["helm_binary"], params.get("kubeconfig"), params.get("context"), env=env)
-    kube = Kube(params.get("kubeconfig"), params.get("context"), env=env)
+    auth = KubeAuth(params, env)
+    helm = Helm(params["helm_binary"], env=env, auth=auth)
+    kube = Kube(auth=auth)
     out = {"helm": {"path": helm.binary, "version": helm.version, "major": helm.major},
            "kubernetes": {"server_version": kube.server_version(),
                           "namespace_exists": kube.namespace_exists(params["namespace"])}}

@@ -17,16 +17,25 @@
   another operation is in progress (and tells a live operation from a stuck pending-* release).
 
 The kubernetes Python client is used here (the same client kubernetes.core uses); helm itself
-talks to the API server with the same kubeconfig and context.
+talks to the API server with the same credentials (see KubeAuth).
+
+The connection options are kubernetes.core's, with its environment variables (K8S_AUTH_*), so
+that AWX's built-in "OpenShift or Kubernetes API Bearer Token" credential (K8S_AUTH_HOST,
+K8S_AUTH_API_KEY, K8S_AUTH_VERIFY_SSL, K8S_AUTH_SSL_CA_CERT) and a kubeconfig credential
+(K8S_AUTH_KUBECONFIG) work without extra variables.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
 import socket
 import uuid
+
+from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.parsing.convert_bool import boolean
 
 try:
     from kubernetes import client as k8s_client
@@ -84,46 +93,211 @@ def _api_error(exc, what):
     except (ValueError, TypeError, AttributeError):
         pass
     if status == 403:
-        return KubeError(f"{what}: forbidden (403). The kubeconfig's user lacks the RBAC verb:"
-                         f" {detail}")
+        return KubeError(f"{what}: forbidden (403). The credentials' user (of the kubeconfig, or"
+                         f" of api_key) lacks the RBAC verb: {detail}")
     return KubeError(f"{what}: {status or ''} {reason} {detail}".strip())
+
+
+# kubernetes.core's connection options and their environment variables (its doc fragment
+# kubernetes.core.k8s_auth_options and kubernetes.core.helm's options): the option wins, then the
+# variable. Paired with doc fragment coderops.deploy._k8s_auth (a unit test keeps them in step).
+AUTH_ENV = {
+    "kubeconfig": "K8S_AUTH_KUBECONFIG",
+    "context": "K8S_AUTH_CONTEXT",
+    "host": "K8S_AUTH_HOST",
+    "api_key": "K8S_AUTH_API_KEY",
+    "validate_certs": "K8S_AUTH_VERIFY_SSL",
+    "ca_cert": "K8S_AUTH_SSL_CA_CERT",
+}
+
+_AUTH_SPEC = {
+    "kubeconfig": {"type": "path", "fallback": (env_fallback, [AUTH_ENV["kubeconfig"]])},
+    "context": {"type": "str", "fallback": (env_fallback, [AUTH_ENV["context"]])},
+    "host": {"type": "str", "fallback": (env_fallback, [AUTH_ENV["host"]])},
+    "api_key": {"type": "str", "no_log": True, "fallback": (env_fallback, [AUTH_ENV["api_key"]])},
+    "validate_certs": {"type": "bool", "aliases": ["verify_ssl"],
+                       "fallback": (env_fallback, [AUTH_ENV["validate_certs"]])},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"],
+                "fallback": (env_fallback, [AUTH_ENV["ca_cert"]])},
+}
+
+
+def auth_argument_spec():
+    """A fresh copy of the connection options (paired with doc fragment coderops.deploy._k8s_auth)."""
+    return copy.deepcopy(_AUTH_SPEC)
+
+
+class KubeAuth:
+    """How helm and the client reach the API server: the options, else their K8S_AUTH_* variable.
+
+    Empty values count as not set: AWX injects every variable of a credential type, empty ones too.
+    With ``host`` and ``api_key`` both set, no kubeconfig is read at all (as kubernetes.core does):
+    the token, the URL and ``ca_cert``/``validate_certs`` are the whole connection. Otherwise the
+    kubeconfig (``kubeconfig``, then E(KUBECONFIG), then ~/.kube/config) and ``context`` are loaded
+    and ``host``, ``api_key``, ``ca_cert`` and ``validate_certs`` override what they say.
+
+    The token never leaves this object but as the client's Authorization header and helm's
+    HELM_KUBETOKEN environment variable: never a process argument, a file or a message.
+    """
+
+    def __init__(self, params=None, env=None):
+        params = params or {}
+        env = os.environ if env is None else env
+        values = {}
+        for option, var in AUTH_ENV.items():
+            value = params.get(option)
+            source = option
+            if value is None or (isinstance(value, str) and not value.strip()):
+                value = env.get(var)
+                source = var
+            if isinstance(value, str):
+                value = value.strip() or None
+            if value is not None and option == "validate_certs" and not isinstance(value, bool):
+                try:
+                    value = boolean(value, strict=True)
+                except TypeError:
+                    raise KubeError(f"{source} is {value!r}, which is not a boolean; set validate_certs"
+                                    f" ({AUTH_ENV['validate_certs']}) to true or false",
+                                    field="validate_certs") from None
+            if value is not None and option in ("kubeconfig", "ca_cert"):
+                value = os.path.expanduser(value)
+            values[option] = value
+        self.env = env
+        self.kubeconfig = values["kubeconfig"]
+        self.context = values["context"]
+        self.host = values["host"].rstrip("/") if values["host"] else None
+        self._api_key = values["api_key"]
+        self.validate_certs = values["validate_certs"]
+        self.ca_cert = values["ca_cert"]
+
+    def __repr__(self):
+        # Never the token.
+        return (f"KubeAuth(kubeconfig={self.kubeconfig!r}, context={self.context!r}, host={self.host!r},"
+                f" api_key={'<set>' if self._api_key else None}, validate_certs={self.validate_certs!r},"
+                f" ca_cert={self.ca_cert!r})")
+
+    @property
+    def api_key(self):
+        return self._api_key
+
+    @property
+    def token_only(self):
+        """host and api_key together: no kubeconfig is read."""
+        return bool(self.host and self._api_key)
+
+    def where(self):
+        """Where the API server comes from, for messages (no secret)."""
+        if self.host:
+            return f"at {self.host} (host or {AUTH_ENV['host']})"
+        return "in the kubeconfig"
+
+    def check(self):
+        """Bad input raises KubeError naming the option, before anything runs; returns the
+        kubeconfig path to load (None when only host and api_key are used)."""
+        if self.host and not self.host.startswith(("https://", "http://")):
+            raise KubeError(f"host {self.host!r} is not the URL of an API server; set host"
+                            f" ({AUTH_ENV['host']}) to one such as https://api.example.com:6443",
+                            field="host")
+        if self.ca_cert:
+            if not os.path.isfile(self.ca_cert):
+                raise KubeError(f"ca_cert {self.ca_cert} does not exist; set ca_cert"
+                                f" ({AUTH_ENV['ca_cert']}) to the API server's CA certificate file",
+                                field="ca_cert")
+            if not os.access(self.ca_cert, os.R_OK):
+                raise KubeError(f"ca_cert {self.ca_cert} is not readable by this user; fix its"
+                                f" permissions", field="ca_cert")
+        if self.token_only:
+            return None
+        return check_kubeconfig(self.kubeconfig, self.env)
+
+    def helm_env(self):
+        """The variables that hand helm the options (helm 3 and 4 read them: `helm env`), so that
+        the token is never on helm's command line nor in a file."""
+        out = {}
+        if self.token_only:
+            # As the client: nothing from a kubeconfig (an empty one, so that helm does not fall
+            # back to ~/.kube/config and mix in its user or cluster).
+            out["KUBECONFIG"] = os.devnull
+        if self.host:
+            out["HELM_KUBEAPISERVER"] = self.host
+        if self._api_key:
+            out["HELM_KUBETOKEN"] = self._api_key
+        if self.validate_certs is False:
+            out["HELM_KUBEINSECURE_SKIP_TLS_VERIFY"] = "true"
+        else:
+            if self.validate_certs is True:
+                out["HELM_KUBEINSECURE_SKIP_TLS_VERIFY"] = "false"
+            if self.ca_cert:
+                out["HELM_KUBECAFILE"] = self.ca_cert
+        return out
+
+    def helm_flags(self):
+        """--kubeconfig and --kube-context (paths and names, no secret)."""
+        flags = []
+        if self.token_only:
+            return flags
+        if self.kubeconfig:
+            flags += ["--kubeconfig", self.kubeconfig]
+        if self.context:
+            flags += ["--kube-context", self.context]
+        return flags
+
+    def client_configuration(self):
+        """A kubernetes.client.Configuration for these options (raises KubeError)."""
+        path = self.check()
+        cfg = k8s_client.Configuration()
+        if path is not None:
+            try:
+                k8s_config.load_kube_config(config_file=self.kubeconfig or path, context=self.context,
+                                            client_configuration=cfg)
+            except (ConfigException, ValueError, TypeError, OSError) as exc:
+                raise KubeError(f"kubeconfig {self.kubeconfig or path} cannot be used"
+                                f"{' with context ' + self.context if self.context else ''}: {exc}",
+                                field="context" if self.context else "kubeconfig") from None
+        if self.host:
+            cfg.host = self.host
+        if self._api_key:
+            cfg.api_key = {"authorization": f"Bearer {self._api_key}"}
+            cfg.api_key_prefix = {}
+        if self.validate_certs is not None:
+            cfg.verify_ssl = self.validate_certs
+        if self.ca_cert:
+            cfg.ssl_ca_cert = self.ca_cert
+        return cfg
 
 
 def check_kubeconfig(kubeconfig, env=None):
     """The kubeconfig file that helm and the client will use must exist and be readable."""
     env = os.environ if env is None else env
     if kubeconfig:
-        paths, field = [kubeconfig], "kubeconfig"
+        paths = [kubeconfig]
     elif env.get("KUBECONFIG"):
-        paths, field = env["KUBECONFIG"].split(os.pathsep), "kubeconfig"
+        paths = env["KUBECONFIG"].split(os.pathsep)
     else:
-        paths, field = [os.path.expanduser("~/.kube/config")], "kubeconfig"
+        paths = [os.path.expanduser("~/.kube/config")]
     for path in paths:
         if not path:
             continue
         if not os.path.exists(path):
-            raise KubeError(f"kubeconfig {path} does not exist; set kubeconfig (or KUBECONFIG) to"
-                            f" the cluster's kubeconfig file", field=field)
+            raise KubeError(f"kubeconfig {path} does not exist; set kubeconfig"
+                            f" ({AUTH_ENV['kubeconfig']}, or KUBECONFIG) to the cluster's kubeconfig"
+                            f" file, or host and api_key ({AUTH_ENV['host']}, {AUTH_ENV['api_key']})",
+                            field="kubeconfig")
         if not os.access(path, os.R_OK):
             raise KubeError(f"kubeconfig {path} is not readable by this user; fix its permissions",
-                            field=field)
+                            field="kubeconfig")
     return paths[0]
 
 
 class Kube:
-    def __init__(self, kubeconfig=None, context=None, env=None):
+    def __init__(self, kubeconfig=None, context=None, env=None, auth=None):
         if not HAS_KUBERNETES:
             raise KubeError("the Python library kubernetes is needed on the host that runs helm"
                             " (pip install kubernetes); kubernetes.core needs it too")
-        env = os.environ if env is None else env
-        path = check_kubeconfig(kubeconfig, env)
-        try:
-            self.api = k8s_config.new_client_from_config(config_file=kubeconfig or path,
-                                                         context=context)
-        except (ConfigException, ValueError, TypeError, OSError) as exc:
-            raise KubeError(f"kubeconfig {kubeconfig or path} cannot be used"
-                            f"{' with context ' + context if context else ''}: {exc}",
-                            field="kube_context" if context else "kubeconfig") from None
+        if auth is None:
+            auth = KubeAuth({"kubeconfig": kubeconfig, "context": context}, env)
+        self.auth = auth
+        self.api = k8s_client.ApiClient(configuration=auth.client_configuration())
         self.core = k8s_client.CoreV1Api(self.api)
         self.apps = k8s_client.AppsV1Api(self.api)
         self.batch = k8s_client.BatchV1Api(self.api)
@@ -139,8 +313,8 @@ class Kube:
             raise _api_error(exc, "reading the API server's version") from None
         # ApiException is Exception itself when the kubernetes library is missing.
         except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 connection errors and the like
-            raise KubeError(f"the API server in the kubeconfig cannot be reached: {exc}",
-                            field="kubeconfig") from None
+            raise KubeError(f"the API server {self.auth.where()} cannot be reached: {exc}",
+                            field="host" if self.auth.host else "kubeconfig") from None
         return info.git_version
 
     def namespace_exists(self, namespace):

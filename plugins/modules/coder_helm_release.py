@@ -40,6 +40,7 @@ author:
   - coderops maintainers (@coderops)
 extends_documentation_fragment:
   - coderops.deploy._helm
+  - coderops.deploy._k8s_auth
   - coderops.deploy._attributes
 attributes:
   check_mode:
@@ -216,6 +217,18 @@ EXAMPLES = r"""
     namespace: coder
     state: rolled_back
     revision: 4
+
+- name: Upgrade with a ServiceAccount token instead of a kubeconfig (under AWX, its bearer-token
+    credential's K8S_AUTH_HOST, K8S_AUTH_API_KEY and K8S_AUTH_SSL_CA_CERT do the same without any option)
+  coderops.deploy.coder_helm_release:
+    name: coder
+    namespace: coder
+    chart_ref: coder/coder
+    chart_repo_url: https://helm.coder.com
+    values: "{{ coder_values.values }}"
+    host: https://api.example.com:6443
+    api_key: "{{ vault_deployer_token }}"
+    ca_cert: files/cluster-ca.pem
 
 - name: Uninstall with helm 4
   coderops.deploy.coder_helm_release:

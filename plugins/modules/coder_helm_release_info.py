@@ -23,6 +23,7 @@ author:
   - coderops maintainers (@coderops)
 extends_documentation_fragment:
   - coderops.deploy._helm
+  - coderops.deploy._k8s_auth
   - coderops.deploy._attributes
   - coderops.deploy._attributes.info_module
 options:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_cli as cli
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_release as rel
+from ansible_collections.coderops.deploy.plugins.module_utils._kube import KubeAuth
 
 
 def h(*entries):
@@ -95,6 +96,7 @@ def test_chart_args(tmp_path):
 def _helm(major):
     helm = object.__new__(cli.Helm)
     helm.binary, helm.kubeconfig, helm.context, helm.env = "/bin/helm", "/kc", "ctx", {}
+    helm.auth = KubeAuth({"kubeconfig": "/kc", "context": "ctx"}, {})
     helm.wait_strategy, helm.major, helm.version = "watcher", major, f"{major}.0.0"
     return helm
 
@@ -145,8 +147,10 @@ def test_progress_line_says_why_not_ready():
 def test_doc_fragment_matches_the_connection_spec():
     import yaml
     from ansible_collections.coderops.deploy.plugins.doc_fragments._helm import ModuleDocFragment
+    from ansible_collections.coderops.deploy.plugins.doc_fragments._k8s_auth import ModuleDocFragment as Auth
 
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    documented.update(yaml.safe_load(Auth.DOCUMENTATION)["options"])
     spec = rel.connection_argument_spec()
     assert set(documented) == set(spec)
     for name, option in spec.items():
