@@ -26,11 +26,21 @@ sys.path.insert(0, str(HERE))
 
 from helpers import ENV, LOG_DIR, REPO, helm, kubectl  # noqa: E402
 
+# The `reliability` marker and `observe` fixture (docs/reliability.md is written from the JUnit XML).
+sys.path.insert(0, str(REPO / "tests" / "reliability"))
+import reliability_plugin  # noqa: E402
+
 HELMS = ["helm3", "helm4"]
+# Namespaces carry this session's id: the clean-up at the end deletes only its own, never those of
+# another pytest session using the same test bed at the same time.
+SESSION = uuid.uuid4().hex[:12]
+OWNER = os.environ.get("CODER_IT_NAMESPACE_OWNER", "deploy_coder")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "helm: runs once with helm 3 and once with helm 4")
+    if not config.pluginmanager.has_plugin("coderops_reliability"):
+        config.pluginmanager.register(reliability_plugin, "coderops_reliability")
 
 
 def _current_test_file():
@@ -51,7 +61,7 @@ def pytest_runtest_protocol(item, nextitem):
 def new_namespace(prefix="coderops-it"):
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "coderops.test/owner=deploy_coder")
+    kubectl("label", "namespace", name, f"coderops.test/owner={OWNER}", f"coderops.test/session={SESSION}")
     return name
 
 
@@ -94,9 +104,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    # Namespaces a killed test left behind (only ours, by label).
+    # Namespaces a killed test of this session left behind (only ours, by label).
     if os.environ.get("CODER_IT_KEEP_NAMESPACES"):
         return
-    out = kubectl("get", "namespaces", "-l", "coderops.test/owner=deploy_coder", "-o", "name", check=False)
+    out = kubectl("get", "namespaces", "-l", f"coderops.test/owner={OWNER},coderops.test/session={SESSION}",
+                  "-o", "name", check=False)
     for line in (out.stdout or "").split():
         kubectl("delete", line, "--wait=false", check=False)
