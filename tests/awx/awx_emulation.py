@@ -67,11 +67,10 @@ def job_template(defs, key):
 
 
 def job_template_extra_vars(defs, key):
-    """The extra variables playbooks/awx_configure.yml gives the job template (same expression)."""
-    jt = job_template(defs, key)
-    extra = dict(defs["awx_coder_pg_extra_vars"]) if jt["pg"] else {}
-    extra.update(defs["awx_coder_kube_extra_vars"])
-    return extra
+    """The extra variables playbooks/awx_configure.yml gives the job template: none (the roles read
+    the credentials' variables themselves)."""
+    job_template(defs, key)
+    return {}
 
 
 # -- credentials ---------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ Each job template's playbook imports role entry points (``import_role``/``includ
 are not secret:
 
 * no ``no_log`` option (a password is never a survey answer: AWX shows the answers);
-* no option that a credential feeds (the keys of the job template's extra variables in
-  playbooks/awx/job_templates.yml: host, port, user, database, TLS files, kubeconfig ...);
+* no option that a credential feeds: one whose default reads a variable that a credential injects
+  (``lookup('ansible.builtin.env', 'CODER_PG_...')`` or ``'K8S_AUTH_...'``: host, port, user,
+  database, password, sslmode, TLS files, kubeconfig);
 * no list or dict option (a survey answer is a string or a number); those go into launch-time
   extra variables.
 
@@ -34,6 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 SURVEYS = REPO / "playbooks" / "awx" / "surveys.yml"
 JOB_TEMPLATES = REPO / "playbooks" / "awx" / "job_templates.yml"
 COLLECTION = "coderops.deploy."
+# A default that reads what a credential injects ("Coder PostgreSQL": CODER_PG_*, a kubeconfig or
+# bearer-token credential: K8S_AUTH_*).
+_CREDENTIAL_ENV = re.compile(r"lookup\('ansible\.builtin\.env', '(CODER_PG_[A-Z]+|K8S_AUTH_[A-Z_]+)'\)")
 
 # Variables a playbook reads itself (not a role option), asked in its survey.
 PLAYBOOK_VARS = {
@@ -100,10 +104,10 @@ def argument_spec(role, entry_point):
     return spec[entry_point].get("options") or {}
 
 
-def credential_fed():
-    """The role variables that a credential feeds (the job templates' extra variables)."""
-    data = load_yaml(JOB_TEMPLATES)
-    return set(data["awx_coder_pg_extra_vars"]) | set(data["awx_coder_kube_extra_vars"])
+def credential_variable(option):
+    """The variable a credential injects that the option defaults to, or None."""
+    match = _CREDENTIAL_ENV.search(str(option.get("default") or ""))
+    return match[1] if match else None
 
 
 def plain(text):
@@ -149,12 +153,11 @@ def question(name, option):
 
 def survey(key, title):
     """The survey of the job template whose playbook is playbooks/<key>.yml."""
-    skip = credential_fed()
     spec, seen = [], {}
     points = entry_points(REPO / "playbooks" / f"{key}.yml")
     for role, point in points:
         for name, option in argument_spec(role, point).items():
-            if name in skip:
+            if credential_variable(option):
                 continue
             if name in seen:
                 if seen[name] != option:

@@ -27,7 +27,7 @@ import jsonschema
 import pytest
 import yaml
 from awx_emulation import ENV_BLOCKLIST, awx_definitions
-from awx_surveys import REPO, argument_spec, credential_fed, entry_points, render
+from awx_surveys import REPO, argument_spec, credential_variable, entry_points, render
 from conftest import VENV_BIN
 from jinja2 import StrictUndefined, sandbox
 
@@ -203,15 +203,15 @@ def test_secret_inputs_are_no_log_in_the_modules(tasks):
 
 
 def test_jinja_reaches_awx_untemplated(tasks):
-    """The injector templates and the extra variables' lookups reach AWX as text, not rendered on
-    the machine that runs awx_configure.yml."""
+    """The injector templates reach AWX as text, not rendered on the machine that runs
+    awx_configure.yml; the job templates carry no extra variables."""
     by_name = {}
     for _, action, args in tasks:
         by_name.setdefault(action, []).append(args)
     pg = next(a for a in by_name["awx.awx.credential_type"] if a["name"] == "Coder PostgreSQL")
     assert pg["injectors"]["env"]["CODER_PG_PASSWORD"] == "{{ password }}"
     deploy = next(a for a in by_name["awx.awx.job_template"] if a["name"] == "Deploy Coder")
-    assert deploy["extra_vars"]["coder_db_password"] == "{{ lookup('ansible.builtin.env', 'CODER_PG_PASSWORD') }}"
+    assert deploy["extra_vars"] == {}
     host = by_name["awx.awx.host"][0]
     assert host["variables"]["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
 
@@ -298,7 +298,6 @@ def test_the_survey_check_can_fail():
 @pytest.mark.parametrize("key", ["deploy_coder", "rollback_coder", "uninstall_coder"])
 def test_survey_asks_no_secret_and_every_other_scalar_option(key, defs):
     questions = {q["variable"]: q for q in defs["awx_coder_surveys"][key]["spec"]}
-    fed = credential_fed()
     points = entry_points(REPO / "playbooks" / f"{key}.yml")
     assert points, key
     options = {}
@@ -307,7 +306,7 @@ def test_survey_asks_no_secret_and_every_other_scalar_option(key, defs):
     for name, option in options.items():
         secret = bool(option.get("no_log"))
         scalar = option.get("type", "str") in ("str", "int", "float", "bool")
-        should_ask = scalar and not secret and name not in fed
+        should_ask = scalar and not secret and not credential_variable(option)
         assert (name in questions) == should_ask, f"{key}: {name} (no_log={secret}, type={option.get('type')})"
         if name in questions:
             default = option.get("default")
@@ -439,26 +438,57 @@ def test_pg_credential_type_injects_the_documented_variables(defs):
         assert env.startswith("CODER_PG_SSL")
 
 
-# -- extra variables -----------------------------------------------------------------------------
+# -- what the roles read by themselves -------------------------------------------------------------
 
-LOOKUP = re.compile(r"^\{\{ lookup\('ansible\.builtin\.env', '([A-Z0-9_]+)'\)( \| default\('[^']*', true\))? \}\}$")
+# AWX's built-in "OpenShift or Kubernetes API Bearer Token" credential type (awx/main/models/credential/
+# injectors.py, kubernetes_bearer_token).
+AWX_BEARER_TOKEN_ENV = {"K8S_AUTH_HOST", "K8S_AUTH_API_KEY", "K8S_AUTH_VERIFY_SSL", "K8S_AUTH_SSL_CA_CERT"}
+ROLE_DEFAULT_LOOKUP = re.compile(
+    r"^\{\{ lookup\('ansible\.builtin\.env', '([A-Z0-9_]+)'\)( \| default\(('[^']*'|[0-9]+), true\))? \}\}$")
 
 
-def test_job_template_extra_vars_hold_only_env_lookups(defs):
+def _deploy_options():
+    options = {}
+    for role, point in entry_points(REPO / "playbooks" / "deploy_coder.yml"):
+        options.update(argument_spec(role, point))
+    return options
+
+
+def test_job_templates_carry_no_extra_variables(defs):
+    assert not any(k.endswith("_extra_vars") for k in defs), "the env-lookup mapping is back in playbooks/awx"
+    text = (REPO / "playbooks" / "awx_configure.yml").read_text()
+    assert "extra_vars: {}" in text
+
+
+def test_every_injected_pg_variable_is_a_role_default(defs):
+    """Each CODER_PG_* variable of the "Coder PostgreSQL" credential, and K8S_AUTH_KUBECONFIG of the
+    "Coder Kubeconfig" credential, is the default of the role variable it feeds, so that a job
+    template needs no mapping. K8S_AUTH_HOST/API_KEY/VERIFY_SSL/SSL_CA_CERT are read by the modules."""
+    from ansible_collections.coderops.deploy.plugins.module_utils._kube import AUTH_ENV
+    from ansible_collections.coderops.deploy.plugins.module_utils._pg_connection import ENV_VARS
+
     injected = set(defs["awx_coder_pg_credential_type"]["injectors"]["env"])
     injected |= set(defs["awx_coder_kubeconfig_credential_type"]["injectors"]["env"])
-    for var in ("awx_coder_pg_extra_vars", "awx_coder_kube_extra_vars"):
-        for name, value in defs[var].items():
-            match = LOOKUP.match(value)
-            assert match, f"{var}.{name} = {value!r} is not a lookup of an environment variable"
-            assert match[1] in injected, f"{name}: {match[1]} is injected by no credential type"
+    fed = {}
+    for name, option in _deploy_options().items():
+        var = credential_variable(option)
+        if var:
+            assert ROLE_DEFAULT_LOOKUP.match(option["default"]), f"{name}: {option['default']!r}"
+            assert var in injected, f"{name} defaults to {var}, which no credential type injects"
+            fed[var] = name
+    assert set(fed) == injected, f"injected but read by no role variable: {injected - set(fed)}"
+    assert fed["CODER_PG_PASSWORD"] == "coder_db_password"
+    assert _deploy_options()["coder_db_password"]["no_log"] is True
+    assert set(ENV_VARS.values()) <= set(fed)
+    # The bearer-token credential's variables are the modules' own fallbacks (kubernetes.core's too).
+    assert AWX_BEARER_TOKEN_ENV <= set(AUTH_ENV.values())
 
 
 def test_password_reaches_the_job_only_from_the_credential(defs):
     ct = defs["awx_coder_pg_credential_type"]
     assert ct["injectors"]["env"]["CODER_PG_PASSWORD"] == "{{ password }}"
     assert "extra_vars" not in ct["injectors"]
-    assert LOOKUP.match(defs["awx_coder_pg_extra_vars"]["coder_db_password"])[1] == "CODER_PG_PASSWORD"
+    assert credential_variable(_deploy_options()["coder_db_password"]) == "CODER_PG_PASSWORD"
 
 
 # -- lint -----------------------------------------------------------------------------------------

@@ -292,7 +292,8 @@ def test_deploy_verbosity_0(root, namespace):
     pw = password()
     # The password is not an extra variable: env/extravars holds only the lookup expression.
     assert not leaks.scan_files([job.dir / "env" / "extravars"], pw)
-    assert job.extravars["coder_db_password"] == "{{ lookup('ansible.builtin.env', 'CODER_PG_PASSWORD') }}"
+    # No extra variable maps the credential: the roles read CODER_PG_* themselves.
+    assert not any(k.startswith(("coder_db_", "coder_kubeconfig")) for k in job.extravars), job.extravars
     newest = history(namespace)[-1]
     assert newest["status"] == "deployed", newest
     # The password came from the credential (env/envvars) and reached the cluster, only as the Secret.
@@ -347,24 +348,43 @@ def test_wrong_password_is_refused_and_never_shown(root, namespace):
     assert secret_password(namespace) == secret_before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "AWX's built-in Kubernetes bearer-token credential injects K8S_AUTH_HOST/K8S_AUTH_API_KEY/"
-    "K8S_AUTH_VERIFY_SSL/K8S_AUTH_SSL_CA_CERT; coder_helm_release(_info) (plugins/module_utils/_kube.py,"
-    " _helm_cli.py) read only a kubeconfig, so the preflight stops. kubernetes.core reads them."))
 def test_deploy_with_the_bearer_token_credential(root, namespace):
-    sh("kubectl", "create", "serviceaccount", "awx-deployer", "-n", namespace)
-    sh("kubectl", "create", "clusterrolebinding", f"{namespace}-deployer", "--clusterrole=cluster-admin",
-       f"--serviceaccount={namespace}:awx-deployer")
-    token = sh("kubectl", "create", "token", "awx-deployer", "-n", namespace, "--duration=10m").stdout.strip()
+    """AWX's built-in "OpenShift or Kubernetes API Bearer Token" credential and no kubeconfig at all:
+    a ServiceAccount's token in K8S_AUTH_API_KEY, the API server in K8S_AUTH_HOST, its CA in the file
+    K8S_AUTH_SSL_CA_CERT names. helm and the modules authenticate as the ServiceAccount (without its
+    RBAC binding the job is refused as that user), and the token is in no artifact."""
+    sa = "awx-deployer"
+    sh("kubectl", "create", "serviceaccount", sa, "-n", namespace)
+    token = sh("kubectl", "create", "token", sa, "-n", namespace, "--duration=15m").stdout.strip()
     cluster = yaml.safe_load(flat_kubeconfig())["clusters"][0]["cluster"]
     kube = {"type": "bearer", "host": bed()["CODER_TEST_KUBE_APISERVER"], "bearer_token": token, "verify_ssl": True,
             "ssl_ca_cert": base64.b64decode(cluster["certificate-authority-data"]).decode()}
+    before = history(namespace)
+
+    # The control: without RBAC the ServiceAccount may do nothing, and the job says who it was.
     job = deploy_job(root, namespace, coder_replicas=2, kube=kube).run()
+    envvars = json.loads((job.dir / "env" / "envvars").read_text())
+    assert envvars["K8S_AUTH_API_KEY"] == token and envvars["K8S_AUTH_VERIFY_SSL"] == "True"
+    assert not any(k in envvars for k in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG")), sorted(envvars)
+    assert job.status == "failed", job.explain()
+    assert f"system:serviceaccount:{namespace}:{sa}" in job.stdout, job.explain()
+    job.assert_no_leak(token, "the bearer token")
+    assert history(namespace) == before
+
+    sh("kubectl", "create", "clusterrolebinding", f"{namespace}-deployer", "--clusterrole=cluster-admin",
+       f"--serviceaccount={namespace}:{sa}")
     try:
+        job = deploy_job(root, namespace, verbosity=4, diff=True, coder_replicas=2, kube=kube).run()
+        assert job.status == "successful", job.explain()
         job.assert_no_leak(token, "the bearer token")
+        job.assert_no_leak(password(), "the database password")
     finally:
         sh("kubectl", "delete", "clusterrolebinding", f"{namespace}-deployer", "--ignore-not-found", check=False)
-    assert job.status == "successful", job.explain()
+    newest = history(namespace)[-1]
+    assert newest["status"] == "deployed" and newest["revision"] > before[-1]["revision"], newest
+    assert values_of(namespace, newest["revision"])["coderd"]["replicas"] == 2
+    assert not leaks.scan_text(json.dumps(values_of(namespace, newest["revision"], all_values=True)), token, "values")
+    wait_for(lambda: available(namespace, 2), 120, "coderd to be available")
 
 
 def test_uninstall_job(root, namespace):

@@ -257,7 +257,7 @@ def test_helm_with_a_kubeconfig_gets_flags(tmp_path):
     ("v3.9.4", {"validate_certs": False}, "validate_certs"),
 ])
 def test_old_helm_is_refused_for_what_it_cannot_read(tmp_path, version, params, field):
-    script, _ = _fake_helm(tmp_path, version)
+    script = _fake_helm(tmp_path, version)[0]
     ca = tmp_path / "ca.crt"
     ca.write_text("x")
     params = {k: (str(ca) if v == "CA" else v) for k, v in params.items()}
