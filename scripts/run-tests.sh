@@ -45,6 +45,7 @@ fi
 step lint-molecule env ANSIBLE_COLLECTIONS_PATH="$PWD/playbooks/collections" "$VENV/ansible-lint" --nocolor molecule .config
 # postgres-container uses the shared test bed and a container of its own.
 step molecule-postgres-container make --no-print-directory molecule SCENARIO=postgres-container
+step molecule-v2 make --no-print-directory molecule SCENARIO=v2  # the Coder v2 chart, shared test bed, own namespace
 # default creates and destroys a whole test bed: give it a private one (own state and ports), so
 # the shared bed stays up for whatever runs after it.
 step molecule-default env CODER_TESTBED_STATE="$PWD/build/molecule-bed/.testbed" CODER_TESTBED_PORT_BASE=17430 \
