@@ -5,6 +5,11 @@
     python3 testbed/testbed.py down
     python3 testbed/testbed.py status
     python3 testbed/testbed.py build          # only build/fetch the cached binaries
+
+Faults, for the disruptive tests (tests/reliability), on a private bed only (CODER_TESTBED_STATE):
+    python3 testbed/testbed.py stop-pg main          # stop PostgreSQL server main (pg_ctl -m fast)
+    python3 testbed/testbed.py start-pg main         # start it again
+    python3 testbed/testbed.py restart-apiserver [--down 5]   # stop kube-apiserver, start it again
 """
 
 from __future__ import annotations
@@ -232,7 +237,11 @@ def status() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status", "build"))
+    parser.add_argument("command", choices=("up", "down", "status", "build", "stop-pg", "start-pg",
+                                            "restart-apiserver"))
+    parser.add_argument("server", nargs="?", help="stop-pg / start-pg: the PostgreSQL server (e.g. main)")
+    parser.add_argument("--down", type=float, default=0.0,
+                        help="restart-apiserver: seconds the API server stays stopped")
     parser.add_argument("--pg", default=os.environ.get("PG"),
                         help=f"PostgreSQL servers to start (default: all of {' '.join(PG_SERVERS)})")
     args = parser.parse_args()
@@ -243,6 +252,16 @@ def main() -> int:
             down()
         elif args.command == "status":
             status()
+        elif args.command in ("stop-pg", "start-pg"):
+            if args.server not in _up_servers() or args.server == "container":
+                raise TestbedError(f"{args.command}: name a native PostgreSQL server of this bed: {_up_servers()}")
+            if args.command == "stop-pg":
+                postgres.stop(args.server, postgres.os_user())
+            else:
+                postgres.start(args.server, postgres.os_user())
+            say(f"PostgreSQL {args.server}: {'running' if postgres.running(args.server) else 'stopped'}")
+        elif args.command == "restart-apiserver":
+            say(f"kube-apiserver restarted, away {kube.restart_apiserver(args.down):.1f} s")
         else:
             for component in COMPONENTS:
                 build.ensure(component)

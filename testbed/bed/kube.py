@@ -95,6 +95,66 @@ def components() -> list[str]:
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
+# The control plane's processes, as kwokctl's binary runtime runs them (a pid file each).
+CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+
+def _cluster_dir():
+    return STATE / "kwok" / "clusters" / CLUSTER_NAME
+
+
+def _capture(component: str) -> dict:
+    """How a control-plane process was started (command line, environment, directory)."""
+    pid = int((_cluster_dir() / "pids" / f"{component}.pid").read_text().strip())
+    proc_dir = f"/proc/{pid}"
+    with open(f"{proc_dir}/cmdline", "rb") as fh:
+        cmd = [arg.decode() for arg in fh.read().split(b"\0") if arg]
+    with open(f"{proc_dir}/environ", "rb") as fh:
+        env = dict(item.decode().split("=", 1) for item in fh.read().split(b"\0") if b"=" in item)
+    return {"pid": pid, "cmd": cmd, "env": env, "cwd": os.readlink(f"{proc_dir}/cwd"), "name": component}
+
+
+def _respawn(spec: dict) -> None:
+    cluster = _cluster_dir()
+    with open(cluster / "logs" / f"{spec['name']}.log", "ab") as log:
+        child = subprocess.Popen(spec["cmd"], cwd=spec["cwd"], env=spec["env"], stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (cluster / "pids" / f"{spec['name']}.pid").write_text(str(child.pid))
+
+
+def restart_apiserver(down_seconds: float = 0.0) -> float:
+    """Stop kube-apiserver (SIGTERM, as an upgrade of the control plane does), wait
+    `down_seconds`, start it again with the same command line, environment and log, and wait
+    until it is ready. kwokctl has no per-component restart, and nothing supervises its
+    processes: the controller manager and the scheduler exit when they lose their leader lease
+    while the API server is away, so they are started again too, as kubelet or systemd would on
+    a real control plane. Returns the seconds the API server was away."""
+    import signal
+    import time
+
+    from .procs import alive
+
+    specs = {name: _capture(name) for name in CONTROL_PLANE}
+    api = specs["kube-apiserver"]
+    started = time.monotonic()
+    os.kill(api["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while alive(api["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(api["pid"]):
+        os.kill(api["pid"], signal.SIGKILL)
+    time.sleep(down_seconds)
+    _respawn(api)
+    wait_for(lambda: kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+             "kube-apiserver to be ready again", 120)
+    away = time.monotonic() - started
+    time.sleep(2)
+    for name in CONTROL_PLANE[1:]:
+        if not alive(specs[name]["pid"]):
+            _respawn(specs[name])
+    return away
+
+
 def delete() -> None:
     kwokctl = build.binary("kwok", "kwokctl")
     if (STATE / "kwok").exists() and kwokctl.exists():

@@ -38,6 +38,9 @@ from helpers import (
 
 CHART = str(REPO / "tests" / "charts" / "coder-v1")
 GOOD = {"coder_replicas": 2}
+# What every fault must leave, for docs/reliability.md (Good.assert_back checks it).
+BACK = ("the last good revision deployed (its chart and values), its Deployment spec and pod template live, "
+        "the Secret's data hash unchanged, no Lease left")
 
 
 def _overrides(**testing):
@@ -105,6 +108,10 @@ def good(request):
     delete_namespace(g.ns)
 
 
+@pytest.mark.reliability(
+    section="Faults", case="readiness timeout ({good})",
+    done="upgrade to pods that never become ready, coder_helm_timeout 30",
+    expected="FAILED (timeout) naming the unready pods, rolled back; " + BACK)
 def test_readiness_timeout(good):
     res = playbook("deploy_coder", good.binary, good.ns,
                    {**GOOD, **_overrides(failPods="not-ready"), "coder_helm_timeout": 30},
@@ -114,6 +121,10 @@ def test_readiness_timeout(good):
     assert "pods ready 0/2" in res.output or "pods ready 1/2" in res.output  # progress lines
 
 
+@pytest.mark.reliability(
+    section="Faults", case="failed pre-upgrade hook Job and its leftover ({good})",
+    done="upgrade whose pre-upgrade hook Job fails, then one whose hook succeeds",
+    expected="FAILED (hook_failed), rolled back, the next run removes the failed Job; " + BACK)
 def test_failed_hook_job_and_its_leftover(good):
     res = playbook("deploy_coder", good.binary, good.ns, {**GOOD, **_overrides(preUpgradeHook="fail")},
                    tag=f"hook-{good.binary}")
@@ -132,6 +143,10 @@ def test_failed_hook_job_and_its_leftover(good):
     good.remember()
 
 
+@pytest.mark.reliability(
+    section="Faults", case="immutable Deployment selector ({good})",
+    done="upgrade from chart 1.44.0 to 1.45.0, whose Deployment selector differs",
+    expected="FAILED (immutable_field) 'field is immutable', rolled back; " + BACK)
 def test_immutable_selector(good, chart_repo):
     res = playbook("deploy_coder", good.binary, good.ns,
                    {**GOOD, "coder_chart_ref": "coder/coder", "coder_chart_repo_url": chart_repo["url"],
@@ -139,6 +154,10 @@ def test_immutable_selector(good, chart_repo):
     good.assert_intact(res, "FAILED (immutable_field)", "field is immutable", "rolled back to revision")
 
 
+@pytest.mark.reliability(
+    section="Bad input", case="chart-version-does-not-exist ({good})",
+    done="deploy_coder.yml over a good release with coder_chart_version 9.9.9, absent from the repository",
+    expected="refused naming coder_chart_version, 'Nothing was changed', history unchanged; " + BACK)
 def test_chart_version_that_does_not_exist(good, chart_repo):
     before = history(good.binary, good.ns)
     res = playbook("deploy_coder", good.binary, good.ns,
@@ -150,12 +169,20 @@ def test_chart_version_that_does_not_exist(good, chart_repo):
     good.assert_back()
 
 
+@pytest.mark.reliability(
+    section="Faults", case="the API server rejects a manifest ({good})",
+    done="upgrade rendering an object with an invalid name",
+    expected="FAILED (rejected) naming the object, rolled back; " + BACK)
 def test_rejected_manifest(good):
     res = playbook("deploy_coder", good.binary, good.ns, {**GOOD, **_overrides(invalidManifest=True)},
                    tag=f"rejected-{good.binary}")
     good.assert_intact(res, "FAILED (rejected)", "coderd-Invalid_Name", "rolled back to revision")
 
 
+@pytest.mark.reliability(
+    section="Faults", case="CrashLoopBackOff fails fast ({good})",
+    done="upgrade to crash-looping pods, coder_helm_timeout 300",
+    expected="FAILED (fail_fast) within 150 s, rolled back; " + BACK)
 def test_crashloop_fails_fast(good):
     res = playbook("deploy_coder", good.binary, good.ns,
                    {**GOOD, **_overrides(failPods="crashloop"), "coder_helm_timeout": 300},
@@ -167,6 +194,10 @@ def test_crashloop_fails_fast(good):
     assert res.duration < 150, res.duration
 
 
+@pytest.mark.reliability(
+    section="Faults", case="two runs at once ({good})",
+    done="a second deploy_coder.yml while a first one is upgrading",
+    expected="the second: another operation is in progress, nothing changed; the first fails and rolls back; " + BACK)
 def test_two_runs_at_once(good):
     first = start_playbook("deploy_coder", good.binary, good.ns,
                            {**GOOD, **_overrides(failPods="not-ready"), "coder_helm_timeout": 45},
@@ -188,6 +219,10 @@ def test_two_runs_at_once(good):
     assert deployment(good.ns)["spec"]["replicas"] == 2
 
 
+@pytest.mark.reliability(
+    section="Faults", case="SIGTERM mid-upgrade, as AWX cancels ({good})",
+    done="SIGTERM to the playbook's process group while helm waits",
+    expected="the release ends on a 'Rollback to' revision; " + BACK)
 def test_sigterm_mid_upgrade(good):
     run = start_playbook("deploy_coder", good.binary, good.ns,
                          {**GOOD, **_overrides(failPods="not-ready"), "coder_helm_timeout": 240},
@@ -216,6 +251,10 @@ def _stuck(good, *set_args, pending="pending-upgrade"):
     assert history(good.binary, good.ns)[-1]["status"] == pending
 
 
+@pytest.mark.reliability(
+    section="Faults", case="SIGKILL mid-upgrade: stuck pending-upgrade ({good})",
+    done="helm upgrade killed with SIGKILL while it waits; deploy_coder.yml; then with coder_recover_pending",
+    expected="the next run stops with guidance and changes nothing; opt-in recovery rolls back; " + BACK)
 def test_stuck_pending_upgrade_detected_then_recovered(good):
     _stuck(good, "--set", "testing.failPods=not-ready")
     before = history(good.binary, good.ns)
@@ -235,6 +274,11 @@ def test_stuck_pending_upgrade_detected_then_recovered(good):
     assert newest["description"].startswith("Rollback to")
 
 
+@pytest.mark.reliability(
+    section="Faults", case="the rollback itself fails ({good})",
+    done="an admission policy accepts the failing upgrade and rejects the way back",
+    expected="both the upgrade's and the rollback's error, rollback_coder.yml named, Secret unchanged; "
+             "rollback_coder.yml then restores " + BACK)
 def test_rollback_itself_fails(good):
     """A ValidatingAdmissionPolicy (scoped to this namespace) lets the bad upgrade in and
     rejects the way back: the summary shows both the upgrade's and the rollback's error."""
@@ -276,6 +320,10 @@ def test_rollback_itself_fails(good):
     good.assert_back()
 
 
+@pytest.mark.reliability(
+    section="Faults", case="failed first install converges ({binary})",
+    done="a first install whose pods never become ready, then a good run",
+    expected="FAILED (timeout), the failed release uninstalled; the next run installs revision 1, deployed")
 @pytest.mark.parametrize("binary", HELMS)
 def test_failed_first_install_is_removed_then_converges(binary, namespace):
     res = playbook("deploy_coder", binary, namespace, {**_overrides(failPods="not-ready"), "coder_helm_timeout": 20},
@@ -289,6 +337,10 @@ def test_failed_first_install_is_removed_then_converges(binary, namespace):
     wait_available(namespace, 1)
 
 
+@pytest.mark.reliability(
+    section="Faults", case="kept failed first install is not taken for absent ({binary})",
+    done="a failing first install kept (helm_release_keep_failed_install), then a good run",
+    expected="the failed release kept; the next run upgrades it to revision 2, deployed")
 @pytest.mark.parametrize("binary", HELMS)
 def test_kept_failed_first_install_converges(binary, namespace):
     res = playbook("deploy_coder", binary, namespace,
@@ -306,6 +358,10 @@ def test_kept_failed_first_install_converges(binary, namespace):
     assert "coderops.test/fail" not in deployment(namespace)["spec"]["template"]["metadata"]["labels"]
 
 
+@pytest.mark.reliability(
+    section="Faults", case="SIGKILL mid-install: stuck pending-install ({binary})",
+    done="helm install killed with SIGKILL while it waits; deploy_coder.yml; then with coder_recover_pending",
+    expected="stops with guidance before any write; opt-in recovery uninstalls, then revision 1 deployed")
 @pytest.mark.parametrize("binary", HELMS)
 def test_stuck_pending_install_detected_then_recovered(binary, namespace):
     proc = Started([binary, "install", "coder", CHART, "-n", namespace, "--set", "testing.failPods=not-ready",
