@@ -293,7 +293,9 @@ def test_deploy_verbosity_0(root, namespace):
     # The password is not an extra variable: env/extravars holds only the lookup expression.
     assert not leaks.scan_files([job.dir / "env" / "extravars"], pw)
     # No extra variable maps the credential: the roles read CODER_PG_* themselves.
-    assert not any(k.startswith(("coder_db_", "coder_kubeconfig")) for k in job.extravars), job.extravars
+    fed = {"coder_db_host", "coder_db_port", "coder_db_user", "coder_db_name", "coder_db_password", "coder_db_ssl_mode",
+           "coder_db_ssl_ca_file", "coder_db_ssl_cert_file", "coder_db_ssl_key_file", "coder_kubeconfig"}
+    assert not fed & set(job.extravars), sorted(fed & set(job.extravars))
     newest = history(namespace)[-1]
     assert newest["status"] == "deployed", newest
     # The password came from the credential (env/envvars) and reached the cluster, only as the Secret.
