@@ -12,7 +12,8 @@ any run's JUnit XML into docs/reliability.md without running anything again.
         ...
         observe("rc=2, rolled back to revision 3, Secret hash unchanged")
 
-`{name}` in the texts is replaced by the test's parameter `name`. `observe(text)` records what the
+`{name}` in the texts is replaced by the test's parameter `name`; `done` may also be a function of
+the parameters (a dict). `observe(text)` records what the
 test saw (the report shows it for a passed case; a failed one shows its assertion). A test may also
 fill the row at run time: `observe(text, done=..., expected=...)`.
 
@@ -67,6 +68,8 @@ def pytest_collection_modifyitems(config, items):
         params = {k: v for k, v in _params(item).items() if isinstance(v, (str, int, float))}
         doc = (getattr(item.function, "__doc__", None) or "").strip().split("\n\n")[0]
         done = mark.kwargs.get("done") or " ".join(doc.split()) or item.name
+        if callable(done):  # done=lambda params: ..., for a row that depends on the parameters
+            done = done(params)
         _set(item, "section", section)
         _set(item, "case", _fill(mark.kwargs.get("case") or item.name, params))
         _set(item, "done", _fill(done, params))

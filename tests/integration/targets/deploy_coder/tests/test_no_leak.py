@@ -94,9 +94,10 @@ def _env(canary, namespace, binary, password_file=None, **extra):
     return env
 
 
-def _run(canary, tag, binary, namespace, extra_vars=None, args=("-vvvv", "--diff"), password_file=None, **env):
+def _run(canary, tag, binary, namespace, extra_vars=None, args=("-vvvv", "--diff"), password_file=None,
+         name="deploy_coder", **env):
     with ProcWatcher(canary["needles"]) as watcher:
-        res = playbook("deploy_coder", binary, namespace, {"coder_db_user": canary["role"], **(extra_vars or {})},
+        res = playbook(name, binary, namespace, {"coder_db_user": canary["role"], **(extra_vars or {})},
                        args=args, extra_env=_env(canary, namespace, binary, password_file, **env),
                        tag=f"leak-{tag}-{binary}")
     canary["outputs"][f"{tag}-{binary}"] = res.output
@@ -105,8 +106,19 @@ def _run(canary, tag, binary, namespace, extra_vars=None, args=("-vvvv", "--diff
     return res
 
 
+@pytest.mark.reliability(
+    section="Leaks", case="deploy_coder.yml, helm {binary}: install, check-diff, re-run, upgrade, JSON callback, "
+                          "wrong type, padded password, failed upgrade + rollback, AWX runner",
+    done="canary password (spaces, quotes, = @ % \\ : and non-ASCII) as a real PostgreSQL role's password; "
+         "deploy_coder.yml at -vvvv --diff: install, --check --diff, idempotent re-run, upgrade, JSON callback, "
+         "coder_replicas of the wrong type, the password with a trailing newline, a crash-looping upgrade rolled "
+         "back, and an ansible-runner (AWX) job; /proc/*/cmdline and environ sampled all along",
+    expected="zero hits of the canary in 11 encodings in: outputs, ANSIBLE_LOG_PATH, jsonfile fact cache, TMPDIR, "
+             "local and remote tmp, runner artifacts and job events, process command lines and environments, "
+             "helm get values --all and helm get all of every revision, decoded release Secrets, every object "
+             "of the namespace (annotations, ConfigMaps, Events) except the password Secret's data")
 @pytest.mark.parametrize("binary", HELMS)
-def test_no_run_shows_the_password(binary, canary):
+def test_no_run_shows_the_password(binary, canary, observe):
     ns = new_namespace("coderops-leak")
     try:
         needles = canary["needles"]
@@ -189,11 +201,17 @@ def test_no_run_shows_the_password(binary, canary):
             hits["namespace objects"] = find(json.dumps(dump), needles)
         assert not hits, f"the canary password leaked: {hits}"
         assert canary["samples"] > 50, "the process watcher took too few samples"
+        observe(f"0 hits: {len(canary['outputs'])} run outputs, {len(events)} job events, "
+                f"{len(history(binary, ns))} revisions, {len(dump['items'])} namespace objects, "
+                f"{canary['samples']} /proc samples searched in {len(needles)} encodings")
     finally:
         delete_namespace(ns)
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
+@pytest.mark.reliability(section="Leaks", case="positive control: the detectors find a planted canary",
+                         done="plant the canary in every encoding, in a file and in a process's command line",
+                         expected="every encoding found by find(), scan_tree() and ProcWatcher")
 def test_the_detectors_find_a_planted_canary(tmp_path):
     """Positive control: each detector used above finds the canary when it is there."""
     import sys
@@ -212,3 +230,192 @@ def test_the_detectors_find_a_planted_canary(tmp_path):
         _time.sleep(1.0)
         proc.wait()
     assert any("plain" in found for found in watcher.hits.values()), watcher.hits
+
+
+MODULES_ALONE = """
+- name: coder_pg_facts and coder_values used alone, as a user's own playbook would
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    pw: "{{ lookup('ansible.builtin.file', pw_file, rstrip=false) }}"
+  module_defaults:
+    coderops.deploy.coder_pg_facts:
+      login_host: "{{ pg_host }}"
+      login_port: "{{ pg_port }}"
+      login_user: "{{ pg_user }}"
+      login_db: "{{ pg_db }}"
+      ssl_mode: verify-full
+      ca_cert: "{{ pg_ca }}"
+  tasks:
+    - name: Facts, logging in with the password
+      coderops.deploy.coder_pg_facts:
+        login_password: "{{ pw }}"
+      register: facts
+
+    - name: Values built from those facts
+      coderops.deploy.coder_values:
+        pg_facts: "{{ facts }}"
+        host: "{{ pg_host }}"
+        port: "{{ pg_port | int }}"
+        user: "{{ pg_user }}"
+        database: "{{ pg_db }}"
+        password_secret: coder-db-password
+        ssl_mode: verify-full
+        ssl_root_cert_secret: {name: coder-db-ca, key: ca.crt}
+        replicas: 1
+        dest: "{{ out_dir }}/values.yaml"
+
+    - name: The password inside loop items (no_log on the task, as the README says)
+      coderops.deploy.coder_pg_facts:
+        login_password: "{{ item.password }}"
+      loop:
+        - {name: first, password: "{{ pw }}"}
+        - {name: second, password: "{{ pw }}"}
+      no_log: true
+
+    - name: An unknown option beside the password (a validation error)
+      coderops.deploy.coder_pg_facts:
+        login_password: "{{ pw }}"
+        no_such_option: 1
+      register: unknown
+      ignore_errors: true
+
+    - name: A wrong-typed option beside the password (a validation error)
+      coderops.deploy.coder_pg_facts:
+        login_password: "{{ pw }}"
+        connect_timeout: soon
+      register: wrong_type
+      ignore_errors: true
+
+    - name: Both were refused
+      ansible.builtin.assert:
+        that: [unknown is failed, wrong_type is failed, facts is not changed]
+"""
+
+
+def _namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
+    """Hits in helm's records of every revision and in every object of the namespace."""
+    hits = {}
+    for rev in history(binary, ns):
+        for what, cmd in (("helm get values --all", ["get", "values", "coder", "--all", "-o", "json"]),
+                          ("helm get all", ["get", "all", "coder"])):
+            out = subprocess.run([binary, *cmd, "-n", ns, "--revision", str(rev["revision"])], check=False,
+                                 capture_output=True, env=ENV).stdout
+            if find(out, needles):
+                hits[f"{what} revision {rev['revision']}"] = find(out, needles)
+    for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
+        release = gzip.decompress(base64.b64decode(base64.b64decode(sec["data"]["release"])))
+        if find(release, needles):
+            hits[f"release Secret {sec['metadata']['name']}"] = find(release, needles)
+    dump = kubectl_json("get", "secrets,configmaps,events,deployments,replicasets,pods,services,"
+                        "serviceaccounts,leases,jobs", "-n", ns)
+    for obj in dump["items"]:
+        if obj["kind"] == "Secret" and obj["metadata"]["name"] in skip_data:
+            obj.pop("data", None)
+        annotations = obj["metadata"].get("annotations") or {}
+        assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, obj["metadata"]["name"]
+    if find(json.dumps(dump), needles):
+        hits["namespace objects"] = find(json.dumps(dump), needles)
+    return hits, len(dump["items"])
+
+
+@pytest.mark.reliability(
+    section="Leaks", case="every entry point, helm3: rollback, password change, uninstall, modules alone, "
+                          "validation errors, loop items",
+    done="with the canary role: deploy_coder.yml install; a second canary set as the role's new password and "
+         "deployed (password change); rollback_coder.yml; uninstall_coder.yml; coder_pg_facts and coder_values "
+         "alone in a user playbook (also an unknown option and a wrong-typed option beside the password, and the "
+         "password in loop items); every run at -vvvv --diff and again with --check --diff, /proc sampled",
+    expected="zero hits of either canary, in every encoding, anywhere but the password Secret's data and the "
+             "database")
+def test_no_entry_point_shows_the_password(canary, observe):
+    binary = "helm3"
+    ns = new_namespace("coderops-leak2")
+    second = make_canary()
+    both = {**{f"old {k}": v for k, v in canary["needles"].items()},
+            **{f"new {k}": v for k, v in forms(second).items()}}
+    canary["needles"] = both  # the watcher and every search look for both from now on
+    new_file = canary["secret_dir"] / "pg-password-new"
+    fd = os.open(new_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, second.encode())
+    os.close(fd)
+    runs = []
+    try:
+        res = _run(canary, "e-install", binary, ns)
+        assert res.rc == 0, res.output[-4000:]
+        runs.append("install")
+        # Password change: the role's password changes in the database, then the deploy follows.
+        conn = _superuser()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER ROLE "{canary["role"]}" PASSWORD %s', (second,))
+        conn.close()
+        res = _run(canary, "e-change-check", binary, ns, args=("-vvvv", "--check", "--diff"), password_file=new_file)
+        assert res.rc == 0, res.output[-4000:]
+        res = _run(canary, "e-change", binary, ns, password_file=new_file)
+        assert res.rc == 0 and res.recap["changed"] >= 1, res.output[-4000:]
+        data, dummy = secret_data(ns, "coder-db-password")
+        assert data["password"].decode() == second
+        runs += ["password change --check --diff", "password change"]
+        res = _run(canary, "e-upgrade", binary, ns, {"coder_replicas": 2}, password_file=new_file)
+        assert res.rc == 0, res.output[-4000:]
+        res = _run(canary, "e-rollback-check", binary, ns, args=("-vvvv", "--check", "--diff"),
+                   password_file=new_file, name="rollback_coder")
+        res = _run(canary, "e-rollback", binary, ns, {"coder_rollback_revision": 1}, password_file=new_file,
+                   name="rollback_coder")
+        assert res.rc == 0, res.output[-4000:]
+        runs += ["upgrade", "rollback_coder.yml --check --diff", "rollback_coder.yml"]
+        hits, objects = _namespace_hits(binary, ns, both)
+        res = _run(canary, "e-uninstall-check", binary, ns, args=("-vvvv", "--check", "--diff"),
+                   password_file=new_file, name="uninstall_coder")
+        res = _run(canary, "e-uninstall", binary, ns, password_file=new_file, name="uninstall_coder")
+        assert res.rc == 0, res.output[-4000:]
+        assert history(binary, ns) == []
+        runs += ["uninstall_coder.yml --check --diff", "uninstall_coder.yml"]
+        more, dummy = _namespace_hits(binary, ns, both)
+        hits.update({f"after uninstall: {k}": v for k, v in more.items()})
+
+        # The two modules alone, in a user's playbook.
+        book = canary["root"] / "modules-alone.yml"
+        book.write_text(MODULES_ALONE)
+        out_dir = canary["root"] / "values-out"
+        out_dir.mkdir(exist_ok=True)
+        vars_ = {"pw_file": str(new_file), "pg_host": MAIN["HOST"], "pg_port": MAIN["PORT"], "pg_user": canary["role"],
+                 "pg_db": MAIN["DATABASE"], "pg_ca": MAIN["SSLROOTCERT"], "out_dir": str(out_dir)}
+        vars_file = canary["root"] / "modules-alone-vars.json"
+        vars_file.write_text(json.dumps(vars_))
+        env = dict(playbook_env(ns, binary, _env(canary, ns, binary, new_file)),
+                   ANSIBLE_COLLECTIONS_PATH=str(REPO / "playbooks" / "collections"))
+        for tag, args in (("modules-alone", ["-vvvv", "--diff"]),
+                          ("modules-alone-check", ["-vvvv", "--check", "--diff"]),
+                          ("modules-alone-json", ["-vvvv"])):
+            run_env = dict(env)
+            if tag.endswith("json"):
+                run_env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+            with ProcWatcher(both) as watcher:
+                proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(book),
+                                       "-e", f"@{vars_file}", *args], check=False, capture_output=True, text=True,
+                                      env=run_env, timeout=600)
+            canary["proc_hits"].update({f"{tag}: {k}": v for k, v in watcher.hits.items()})
+            canary["samples"] += watcher.samples
+            output = proc.stdout + proc.stderr
+            canary["outputs"][tag] = output
+            assert proc.returncode == 0, output[-4000:]
+            if not tag.endswith("json"):
+                assert "Unsupported parameters" in output and "no_such_option" in output, output[-3000:]
+                assert "connect_timeout" in output
+            runs.append(f"modules alone {' '.join(args)}")
+        assert (out_dir / "values.yaml").exists()
+
+        for tag, output in canary["outputs"].items():
+            if find(output, both):
+                hits[f"output of {tag}"] = find(output, both)
+        hits.update(scan_tree(canary["root"], both, skip=(canary["secret_dir"],)))
+        hits.update(canary["proc_hits"])
+        assert not hits, f"a canary password leaked: {hits}"
+        observe(f"0 hits for either canary after {len(runs)} runs ({', '.join(runs)}); "
+                f"{objects} namespace objects, {canary['samples']} /proc samples, {len(both)} needles")
+    finally:
+        delete_namespace(ns)
