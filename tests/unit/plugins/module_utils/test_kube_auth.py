@@ -70,12 +70,6 @@ def test_spec_is_a_fresh_copy():
     assert kube.auth_argument_spec()["host"]["fallback"][1] == ["K8S_AUTH_HOST"]
 
 
-def test_action_plugin_accepts_the_aliases():
-    from ansible_collections.coderops.deploy.plugins.action.coder_helm_release import ActionModule
-
-    assert {"verify_ssl", "ssl_ca_cert", "host", "api_key", "validate_certs", "ca_cert"} <= ActionModule._VALID_ARGS
-
-
 # -- resolving the options ------------------------------------------------------------------------
 
 def test_options_win_then_the_variables_and_empty_is_unset(tmp_path):
