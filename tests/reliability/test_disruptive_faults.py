@@ -1,0 +1,267 @@
+# Copyright (c) 2025, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Faults of the test bed itself, on a private bed (conftest.py): PostgreSQL stopped between the
+preflight and the upgrade, and the API server restarted while helm waits. Each starts from a good
+release (revision G) and asserts what the deploy_coder fault tests assert: the newest revision is
+deployed and live, the password Secret's data unchanged, and the operator told what happened.
+
+Also the two bad-input cases that need the server changed for a while: a server with every
+connection slot taken, and a server without TLS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+from helpers import (
+    ENV,
+    REPO,
+    deployment,
+    history,
+    kubectl,
+    kubectl_json,
+    lease_exists,
+    playbook,
+    release_values,
+    secret_hash,
+    start_playbook,
+    wait_available,
+    wait_for,
+)
+
+BINARY = "helm3"
+GOOD = {"coder_replicas": 2}
+
+
+def bed_cli(*args):
+    """The test bed's own CLI (testbed/testbed.py), on the private bed the environment names."""
+    proc = subprocess.run([sys.executable, str(REPO / "testbed" / "testbed.py"), *args], capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+class Good:
+    def __init__(self):
+        self.ns = f"coderops-disrupt-{uuid.uuid4().hex[:6]}"
+        kubectl("create", "namespace", self.ns)
+        res = playbook("deploy_coder", BINARY, self.ns, GOOD, tag=f"disrupt-good-{self.ns}")
+        assert res.rc == 0, res.output[-4000:]
+        wait_available(self.ns, 2)
+        hist = history(BINARY, self.ns)
+        self.revision = hist[-1]["revision"]
+        self.values = release_values(BINARY, self.ns, self.revision)
+        self.template = deployment(self.ns)["spec"]["template"]
+        self.secret = secret_hash(self.ns, "coder-db-password")
+
+    def assert_back(self, timeout=180, replicas=2):
+        hist = wait_for(lambda: (h := history(BINARY, self.ns)) and h[-1]["status"] == "deployed" and h,
+                        timeout, what="a deployed newest revision")
+        newest = hist[-1]
+        assert release_values(BINARY, self.ns, newest["revision"]) == self.values
+        wait_available(self.ns, replicas, timeout=timeout)
+        template = deployment(self.ns)["spec"]["template"]
+        assert template["metadata"].get("labels") == self.template["metadata"].get("labels")
+        assert template["spec"]["containers"] == self.template["spec"]["containers"]
+        assert secret_hash(self.ns, "coder-db-password") == self.secret
+        wait_for(lambda: not lease_exists(self.ns), 60, what="the Lease to be released")
+        return newest
+
+
+@pytest.fixture
+def good():
+    g = Good()
+    yield g
+    subprocess.run([BINARY, "uninstall", "coder", "-n", g.ns, "--timeout", "60s"], capture_output=True, check=False,
+                   env=ENV)
+    kubectl("delete", "namespace", g.ns, "--wait=false", check=False)
+
+
+@pytest.mark.disruptive
+@pytest.mark.reliability(
+    section="Faults", case="PostgreSQL stopped between preflight and upgrade (helm3)",
+    done="deploy_coder.yml upgrade (coder_replicas 3, coder_max_db_connections 20); PostgreSQL main stopped "
+         "(testbed.py stop-pg main) as soon as the preflight passed, started again afterwards",
+    expected="the newest revision deployed and live, the Secret's data unchanged, and the operator told that "
+             "PostgreSQL went away")
+def test_postgres_stopped_between_preflight_and_upgrade(good, observe):
+    # 3 replicas x 20 connections (+1 surge pod) fit the server's 100 connections.
+    run = start_playbook("deploy_coder", BINARY, good.ns, {"coder_replicas": 3, "coder_max_db_connections": 20},
+                         tag=f"pg-stopped-{good.ns}")
+    try:
+        wait_for(lambda: "TASK [coderops.deploy.db_secret" in run.output(), 180, interval=0.2,
+                 what="the preflight to pass")
+        bed_cli("stop-pg", "main")
+        stopped = time.monotonic()
+        res = run.wait(600)
+    finally:
+        bed_cli("start-pg", "main")
+    hist = history(BINARY, good.ns)
+    upgraded_after_stop = hist[-1]["revision"] > good.revision
+    if res.rc == 0:
+        # Nothing after the preflight reads PostgreSQL: the upgrade went through; it is the new good revision.
+        good.values = release_values(BINARY, good.ns, hist[-1]["revision"])
+        good.template = deployment(good.ns)["spec"]["template"]
+        newest = good.assert_back(replicas=3)
+    else:
+        newest = good.assert_back()
+    told = "PostgreSQL" in res.output.split("TASK [coderops.deploy.db_secret", 1)[-1]
+    observe(f"rc={res.rc} {time.monotonic() - stopped:.0f} s after the stop; revision {newest['revision']} "
+            f"({newest['status']}, {'upgraded' if upgraded_after_stop else 'not upgraded'}) live; Secret unchanged; "
+            f"operator {'told' if told else 'NOT told'} about PostgreSQL")
+    if not told:
+        pytest.xfail("known gap: nothing after the preflight reads PostgreSQL, so the run succeeds and does not "
+                     "say that the server went away (on a real cluster Coder's pods would not become ready, and "
+                     "the readiness timeout would roll back)")
+
+
+@pytest.mark.disruptive
+@pytest.mark.reliability(
+    section="Faults", case="API server restarted mid-run (helm3)",
+    done="deploy_coder.yml upgrade to pods that never become ready (coder_helm_timeout 120); kube-apiserver "
+         "stopped and started again (testbed.py restart-apiserver) while helm waits",
+    expected="FAILED with the reason, rolled back: the last good revision deployed and live, the Secret's data "
+             "unchanged, no Lease left")
+def test_api_server_restarted_mid_run(good, observe):
+    run = start_playbook("deploy_coder", BINARY, good.ns,
+                         {**GOOD, "coder_values_overrides": {"testing": {"failPods": "not-ready"}},
+                          "coder_helm_timeout": 120}, tag=f"apiserver-{good.ns}")
+    wait_for(lambda: history(BINARY, good.ns)[-1]["status"] == "pending-upgrade", 120,
+             what="the upgrade to be running")
+    time.sleep(3)
+    said = bed_cli("restart-apiserver", "--down", "2").strip().splitlines()[-1]
+    res = run.wait(600)
+    assert res.rc != 0, res.output[-4000:]
+    summary = next((line.strip() for line in res.output.splitlines() if "FAILED (" in line), "")
+    if summary and "rolled back to revision" in res.output:
+        newest = good.assert_back()
+        observe(f"{said}; rc={res.rc}, said: {summary[:200]}; revision {newest['revision']} "
+                f"({newest['description'][:40]}) deployed and live, Secret unchanged")
+        return
+    # The run did not roll back: say what it left, then check that rollback_coder.yml brings the last
+    # good revision back (what the operator would run), and report the gap.
+    error = next((line.strip() for line in res.output.splitlines() if line.startswith("fatal:")), "")[:240]
+    left = history(BINARY, good.ns)[-1]
+    lease = "released" if not lease_exists(good.ns) else "still held"
+    back = playbook("rollback_coder", BINARY, good.ns, {"coder_rollback_revision": good.revision},
+                    tag=f"apiserver-rollback-{good.ns}")
+    waited = ""
+    if back.rc != 0 and "another operation is in progress" in back.output:
+        # The crashed run's Lease is held until its TTL (helm_release_lock_ttl, 60 s) runs out.
+        time.sleep(65)
+        waited = " after the Lease's 60 s TTL"
+        back = playbook("rollback_coder", BINARY, good.ns, {"coder_rollback_revision": good.revision},
+                        tag=f"apiserver-rollback2-{good.ns}")
+    assert back.rc == 0, back.output[-4000:]
+    newest = good.assert_back()
+    observe(f"{said}; rc={res.rc}, no rollback: {error}; left revision {left['revision']} {left['status']}, Lease "
+            f"{lease}; rollback_coder.yml{waited} restored revision {good.revision} as {newest['revision']} "
+            f"(deployed, live, Secret unchanged)")
+    pytest.xfail("known gap: when the API server goes away while coder_helm_release watches the upgrade, the "
+                 "module fails with the raw connection error, does not roll back and leaves its Lease held; the "
+                 "failed revision stays until rollback_coder.yml is run once the Lease expires")
+
+
+MAIN = {k: ENV[f"CODER_TEST_PG_MAIN_{k}"] for k in ("HOST", "PORT", "DATABASE", "SOCKET_DIR", "PASSWORD_FILE")}
+
+
+def _superuser():
+    conn = psycopg2.connect(host=MAIN["SOCKET_DIR"], port=MAIN["PORT"], user="postgres", dbname="postgres")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def empty_ns():
+    ns = f"coderops-disrupt-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    yield ns
+    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _db_state(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT rolname, md5(coalesce(rolpassword, '')) FROM pg_authid WHERE rolname = 'coder'")
+        roles = cur.fetchall()
+        cur.execute("SELECT datname FROM pg_database ORDER BY 1")
+        return roles, cur.fetchall()
+
+
+def _assert_untouched(ns, conn, before):
+    assert not kubectl_json("get", "secrets", "-n", ns)["items"]
+    assert history(BINARY, ns) == []
+    assert _db_state(conn) == before
+
+
+@pytest.mark.disruptive
+@pytest.mark.reliability(
+    section="Bad input", case="pg-too-many-clients",
+    done="every non-reserved connection slot of PostgreSQL main taken by idle sessions of user coder, then "
+         "deploy_coder.yml",
+    expected="refused before any change with the too_many_clients reason and the fix; no Secret, no release, DB "
+             "roles unchanged, no session of the run left")
+def test_server_full(empty_ns, observe):
+    conn = _superuser()
+    before = _db_state(conn)
+    password = Path(MAIN["PASSWORD_FILE"]).read_text()
+    held = []
+    try:
+        while True:  # until the server says it is full
+            try:
+                held.append(psycopg2.connect(host=MAIN["HOST"], port=MAIN["PORT"], user="coder",
+                                             dbname=MAIN["DATABASE"], password=password, sslmode="require",
+                                             connect_timeout=5))
+            except psycopg2.OperationalError as exc:
+                assert "too many clients" in str(exc) or "remaining connection slots" in str(exc), str(exc)
+                break
+            assert len(held) < 200
+        res = playbook("deploy_coder", BINARY, empty_ns, {"coder_create_namespace": False}, tag=f"full-{empty_ns}")
+    finally:
+        for c in held:
+            c.close()
+    assert res.rc != 0
+    for text in ("PostgreSQL check failed (too_many_clients)", "Nothing was changed"):
+        assert text in res.output, res.output[-4000:]
+    assert res.recap["changed"] == 0
+    _assert_untouched(empty_ns, conn, before)
+    conn.close()
+    observe(f"{len(held)} sessions filled the server; rc={res.rc}: 'PostgreSQL check failed (too_many_clients)', "
+            f"changed=0; no Secret, no release, DB unchanged")
+
+
+@pytest.mark.disruptive
+@pytest.mark.reliability(
+    section="Bad input", case="pg-sslmode-require-without-tls",
+    done="TLS turned off on PostgreSQL main (ALTER SYSTEM SET ssl = off, reload), then deploy_coder.yml with "
+         "coder_db_ssl_mode require",
+    expected="refused before any change with the ssl_unsupported reason, naming ssl_mode; no Secret, no release, "
+             "DB unchanged")
+def test_require_tls_against_a_server_without_tls(empty_ns, observe):
+    conn = _superuser()
+    before = _db_state(conn)
+    with conn.cursor() as cur:
+        cur.execute("ALTER SYSTEM SET ssl = off")
+        cur.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(2)
+        res = playbook("deploy_coder", BINARY, empty_ns,
+                       {"coder_create_namespace": False, "coder_db_ssl_mode": "require", "coder_db_ssl_ca_file": ""},
+                       tag=f"no-tls-{empty_ns}")
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("ALTER SYSTEM RESET ssl")
+            cur.execute("SELECT pg_reload_conf()")
+    assert res.rc != 0
+    for text in ("PostgreSQL check failed (ssl_unsupported)", "ssl_mode require", "Nothing was changed"):
+        assert text in res.output, res.output[-4000:]
+    assert res.recap["changed"] == 0
+    _assert_untouched(empty_ns, conn, before)
+    conn.close()
+    observe(f"rc={res.rc}: 'PostgreSQL check failed (ssl_unsupported)' naming ssl_mode require, changed=0; "
+            f"no Secret, no release, DB unchanged")
