@@ -6,6 +6,8 @@
 `@pytest.mark.reliability` (tests/reliability/reliability_plugin.py), totals at the top.
 
     python3 tests/reliability/report.py [-o docs/reliability.md] JUNIT.xml [JUNIT.xml ...]
+    python3 tests/reliability/report.py --missing NODEIDS_FILE JUNIT.xml ...   # which marked tests have
+                                                                                # no result yet
 
 Files are read in order; a case found in a later file replaces the earlier result, so the deploy
 suite's results (make test) are reused and only what it does not run is run again. Exits 1 when a
@@ -61,7 +63,8 @@ def read(paths):
             elif skipped is not None and "xfail" in (skipped.get("type") or "") + (skipped.get("message") or ""):
                 # A strict xfail: the test shows the gap (it fails today); a fix turns it into a pass.
                 row["result"] = "known gap"
-                row["observed"] = (skipped.get("message") or "").removeprefix("xfail").strip(" :-")
+                gap = (skipped.get("message") or "").removeprefix("xfail").strip(" :-")
+                row["observed"] = f"{row['observed']} ({gap})" if row.get("observed") else gap
             elif skipped is not None:
                 row["result"] = "skipped"
                 row["observed"] = skipped.get("message") or "skipped"
@@ -70,6 +73,18 @@ def read(paths):
                 row.setdefault("observed", "as expected")
             rows[(case.get("classname"), case.get("name"))] = row
     return rows
+
+
+def nodeid(classname, name):
+    """The pytest node id of a JUnit test case (rootdir = the repository; module-level tests)."""
+    return classname.replace(".", "/") + ".py::" + name
+
+
+def missing(nodeids_file, paths):
+    """The node ids listed in `nodeids_file` (pytest --collect-only -q) without a result in `paths`."""
+    have = {nodeid(c, n) for c, n in read(paths)}
+    wanted = [line.strip() for line in Path(nodeids_file).read_text().splitlines() if "::" in line]
+    return [n for n in wanted if n not in have]
 
 
 def _commit():
@@ -119,7 +134,7 @@ def render(rows, sources):
                 "|---|---|---|---|---|---|---|"]
         for i, r in enumerate(by_section[section], 1):
             out.append(f"| {i} | {_cell(r['case'], 120)} | {_cell(r.get('done'))} | {_cell(r.get('expected'))} | "
-                       f"{_cell(r.get('observed'))} | {r['result']} | `{_cell(r['test'], 160)}` "
+                       f"{_cell(r.get('observed'), 700)} | {r['result']} | `{_cell(r['test'], 160)}` "
                        f"({r['seconds']:.0f}) |")
     return "\n".join(out) + "\n"
 
@@ -127,9 +142,14 @@ def render(rows, sources):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", default="docs/reliability.md")
-    parser.add_argument("junit", nargs="+")
+    parser.add_argument("--missing", metavar="NODEIDS_FILE",
+                        help="print the node ids of this file that have no result in the JUnit files, and stop")
+    parser.add_argument("junit", nargs="*")
     args = parser.parse_args(argv)
     paths = [p for p in args.junit if Path(p).is_file()]
+    if args.missing:
+        print("\n".join(missing(args.missing, paths)))
+        return 0
     rows = read(paths)
     if not rows:
         print("report.py: no test case marked @pytest.mark.reliability in " + " ".join(args.junit), file=sys.stderr)

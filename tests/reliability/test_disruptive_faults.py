@@ -146,7 +146,7 @@ def test_api_server_restarted_mid_run(good, observe):
         return
     # The run did not roll back: say what it left, then check that rollback_coder.yml brings the last
     # good revision back (what the operator would run), and report the gap.
-    error = next((line.strip() for line in res.output.splitlines() if line.startswith("fatal:")), "")[:240]
+    error = next((line.strip() for line in res.output.splitlines() if line.startswith("fatal:")), "")[:160]
     left = history(BINARY, good.ns)[-1]
     lease = "released" if not lease_exists(good.ns) else "still held"
     back = playbook("rollback_coder", BINARY, good.ns, {"coder_rollback_revision": good.revision},
@@ -221,10 +221,18 @@ def test_server_full(empty_ns, observe):
                 assert "too many clients" in str(exc) or "remaining connection slots" in str(exc), str(exc)
                 break
             assert len(held) < 200
+        with conn.cursor() as cur:
+            cur.execute("SELECT now()::text")
+            since = cur.fetchone()[0]
         res = playbook("deploy_coder", BINARY, empty_ns, {"coder_create_namespace": False}, tag=f"full-{empty_ns}")
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'coder' AND backend_start >= "
+                        "%s::timestamptz", (since,))
+            left = cur.fetchone()[0]
     finally:
         for c in held:
             c.close()
+    assert left == 0, f"{left} session(s) of the refused run still open"
     assert res.rc != 0
     for text in ("PostgreSQL check failed (too_many_clients)", "Nothing was changed"):
         assert text in res.output, res.output[-4000:]
