@@ -117,8 +117,8 @@ def render(rows, sources):
         f"**Total: {len(rows)} cases, {total['pass']} passed, {total['FAIL']} failed, "
         f"{total['known gap']} known gaps, {total['skipped']} skipped.**",
         "",
-        "A *known gap* is a case the code does not meet yet: its test is a strict `xfail`, so it fails today "
-        "and turns into a pass (and the run into a failure until the mark goes) once the code is fixed.",
+        "A *known gap* is a case the code does not meet yet: the test runs it for real, checks what it can, and "
+        "records the gap as an expected failure (`xfail`) with the reason; fixing the code turns it into a pass.",
         "",
         "| section | cases | passed | failed | known gaps | skipped |",
         "|---|---|---|---|---|---|",
@@ -128,6 +128,11 @@ def render(rows, sources):
         out.append(f"| {section} | {len(rs)} | {sum(r['result'] == 'pass' for r in rs)} | "
                    f"{sum(r['result'] == 'FAIL' for r in rs)} | {sum(r['result'] == 'known gap' for r in rs)} | "
                    f"{sum(r['result'] == 'skipped' for r in rs)} |")
+    gaps = [r for r in rows.values() if r["result"] in ("known gap", "FAIL")]
+    if gaps:
+        out += ["", "Failed cases and known gaps:", ""]
+        out += [f"- {r['section']}, {_cell(r['case'], 120)} ({r['result']}): {_cell(r.get('observed'), 700)}"
+                for r in sorted(gaps, key=lambda r: (r["section"], r["case"]))]
     for section in SECTIONS:
         out += ["", f"## {section}", "",
                 "| # | case | what was done | expected | observed | result | test (seconds) |",
