@@ -8,13 +8,14 @@ PG ?=
 # The test bed's state directory (CODER_TESTBED_STATE moves it, e.g. for a second bed).
 TESTBED_STATE := $(or $(CODER_TESTBED_STATE),$(CURDIR)/.testbed)
 
-.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed molecule demo bench
+.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed test-reliability molecule demo bench
 
 help:
 	@echo "make testbed        bring the local test bed up (PG=\"main small\" picks servers)"
 	@echo "make testbed-down   stop everything the test bed started and remove its state"
 	@echo "make testbed-status what runs, with ports"
 	@echo "make test           every test, with a summary line"
+	@echo "make test-reliability  leak, bad-input and fault suite; writes docs/reliability.md"
 
 prereqs:
 	@scripts/prereqs.sh
@@ -56,6 +57,12 @@ SCENARIO ?= default
 # molecule needs the test bed's environment (the inventory reads it), so load it first.
 molecule: venv testbed
 	@. $(TESTBED_STATE)/env.sh && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test -s $(SCENARIO)
+
+# Leaks, bad input, faults (issue 7): reuses the deploy suite's results from `make test`, runs the
+# disruptive faults on a private test bed, and writes docs/reliability.md.
+test-reliability: venv testbed
+	@scripts/test-reliability.sh
+
 bench: venv testbed
 	@$(VENV)/bin/pip install --quiet -r requirements-bench.txt
 	@. $(TESTBED_STATE)/env.sh && PATH="$(CURDIR)/.venv/bin:$$PATH" $(VENV)/bin/python bench/run.py

@@ -11,6 +11,9 @@
 #   scripts/test-deploy.sh                 everything
 #   scripts/test-deploy.sh -k crashloop    extra arguments go to the integration pytest run
 #
+# The tests marked @pytest.mark.reliability carry their row of docs/reliability.md in the JUnit XML:
+# scripts/test-reliability.sh (make test-reliability) reuses deploy-integration.xml instead of
+# running them again.
 # JUnit XML goes to ${JUNIT_DIR:-tests/output/junit}/deploy-<step>.xml, playbook logs to
 # tests/output/deploy_coder/, measured durations to tests/output/deploy_coder/measurements.jsonl.
 # pytest prints a line per test and, while one runs, this prints "still running ..." every 20 s. Exits
