@@ -17,7 +17,6 @@ marked case failed or errored, 2 when no marked case was found.
 from __future__ import annotations
 
 import argparse
-import datetime
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -44,6 +43,7 @@ def read(paths):
         except (OSError, ET.ParseError) as exc:
             print(f"report.py: skipping {path}: {exc}", file=sys.stderr)
             continue
+        stamps = [s.get("timestamp") for s in root.iter("testsuite") if s.get("timestamp")]
         for case in root.iter("testcase"):
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             if PREFIX + "section" not in props:
@@ -52,6 +52,7 @@ def read(paths):
             row["test"] = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
             row["seconds"] = float(case.get("time") or 0)
             row["source"] = Path(path).name
+            row["started"] = max(stamps) if stamps else ""
             bad = case.find("failure")
             if bad is None:
                 bad = case.find("error")
@@ -63,7 +64,7 @@ def read(paths):
             elif skipped is not None and "xfail" in (skipped.get("type") or "") + (skipped.get("message") or ""):
                 # A strict xfail: the test shows the gap (it fails today); a fix turns it into a pass.
                 row["result"] = "known gap"
-                gap = (skipped.get("message") or "").removeprefix("xfail").strip(" :-")
+                gap = (skipped.get("message") or "").removeprefix("xfail").strip(" :-").removeprefix("known gap: ")
                 row["observed"] = f"{row['observed']} ({gap})" if row.get("observed") else gap
             elif skipped is not None:
                 row["result"] = "skipped"
@@ -99,7 +100,9 @@ def render(rows, sources):
     by_section = {s: sorted((r for r in rows.values() if r["section"] == s), key=lambda r: r["case"])
                   for s in SECTIONS}
     total = {k: sum(1 for r in rows.values() if r["result"] == k) for k in ("pass", "FAIL", "known gap", "skipped")}
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # When the runs started (the JUnit files' timestamps), not when this file was written.
+    started = sorted({r["started"][:16].replace("T", " ") for r in rows.values() if r.get("started")})
+    now = (f"{started[0]} to {started[-1]}" if len(started) > 1 else (started or ["?"])[0]) + " (UTC)"
     out = [
         "# Reliability: leaks, bad input, faults",
         "",
@@ -112,7 +115,7 @@ def render(rows, sources):
         "real helm 3 and helm 4, real PostgreSQL); the checklist it proves is "
         "`../shared/reliability-checklist.md`.",
         "",
-        f"Run: {now}, commit {_commit()}, from {', '.join(sorted(sources))}.",
+        f"Runs started {now}; report written at commit {_commit()} from {', '.join(sorted(sources))}.",
         "",
         f"**Total: {len(rows)} cases, {total['pass']} passed, {total['FAIL']} failed, "
         f"{total['known gap']} known gaps, {total['skipped']} skipped.**",
@@ -138,7 +141,7 @@ def render(rows, sources):
                 "| # | case | what was done | expected | observed | result | test (seconds) |",
                 "|---|---|---|---|---|---|---|"]
         for i, r in enumerate(by_section[section], 1):
-            out.append(f"| {i} | {_cell(r['case'], 120)} | {_cell(r.get('done'))} | {_cell(r.get('expected'))} | "
+            out.append(f"| {i} | {_cell(r['case'], 200)} | {_cell(r.get('done'))} | {_cell(r.get('expected'))} | "
                        f"{_cell(r.get('observed'), 700)} | {r['result']} | `{_cell(r['test'], 160)}` "
                        f"({r['seconds']:.0f}) |")
     return "\n".join(out) + "\n"
