@@ -8,6 +8,8 @@
 
 Faults, for the disruptive tests (tests/reliability), on a private bed only (CODER_TESTBED_STATE):
     python3 testbed/testbed.py stop-pg main          # stop PostgreSQL server main (pg_ctl -m fast)
+    python3 testbed/testbed.py stop-pg main --smart  # begin a smart shutdown and return: the server
+                                                     # refuses new sessions until the open ones end
     python3 testbed/testbed.py start-pg main         # start it again
     python3 testbed/testbed.py restart-apiserver [--down 5]   # stop kube-apiserver, start it again
 """
@@ -240,6 +242,9 @@ def main() -> int:
     parser.add_argument("command", choices=("up", "down", "status", "build", "stop-pg", "start-pg",
                                             "restart-apiserver"))
     parser.add_argument("server", nargs="?", help="stop-pg / start-pg: the PostgreSQL server (e.g. main)")
+    parser.add_argument("--smart", action="store_true",
+                        help="stop-pg: a smart shutdown, not waited for (the server stays 'shutting down' "
+                             "while sessions are open)")
     parser.add_argument("--down", type=float, default=0.0,
                         help="restart-apiserver: seconds the API server stays stopped")
     parser.add_argument("--pg", default=os.environ.get("PG"),
@@ -255,7 +260,9 @@ def main() -> int:
         elif args.command in ("stop-pg", "start-pg"):
             if args.server not in _up_servers() or args.server == "container":
                 raise TestbedError(f"{args.command}: name a native PostgreSQL server of this bed: {_up_servers()}")
-            if args.command == "stop-pg":
+            if args.command == "stop-pg" and args.smart:
+                postgres.stop_smart(args.server, postgres.os_user())
+            elif args.command == "stop-pg":
                 postgres.stop(args.server, postgres.os_user())
             else:
                 postgres.start(args.server, postgres.os_user())

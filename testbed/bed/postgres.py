@@ -175,3 +175,10 @@ def stop(name: str, user: str | None) -> None:
                user=user, check=False)
     if proc.returncode != 0:
         run([PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "-s", "stop"], user=user, check=False)
+
+
+def stop_smart(name: str, user: str | None) -> None:
+    """Begin a smart shutdown and return at once: until its open sessions end, the server stays up
+    and refuses new ones ("the database system is shutting down"), for the fault tests."""
+    data = server_dir(name) / "data"
+    run([PG_BIN / "pg_ctl", "-D", data, "-m", "smart", "-W", "-s", "stop"], user=user)

@@ -273,3 +273,52 @@ def test_require_tls_against_a_server_without_tls(empty_ns, observe):
     conn.close()
     observe(f"rc={res.rc}: 'PostgreSQL check failed (ssl_unsupported)' naming ssl_mode require, changed=0; "
             f"no Secret, no release, DB unchanged")
+
+
+def _port_open(port):
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", int(port))) == 0
+
+
+@pytest.mark.disruptive
+@pytest.mark.reliability(
+    section="Bad input", case="pg-server-shutting-down",
+    done="a smart shutdown of PostgreSQL main begun (testbed.py stop-pg main --smart) while a session stays open, "
+         "so the server refuses new sessions; then deploy_coder.yml",
+    expected="refused before any change with the starting_up reason (starting up or shutting down) and the fix; "
+             "no Secret, no release, DB unchanged")
+def test_server_shutting_down(empty_ns, observe):
+    conn = _superuser()
+    before = _db_state(conn)
+    try:
+        bed_cli("stop-pg", "main", "--smart")
+        wait_for(lambda: _refuses_new_sessions(), 30, what="the server to refuse new sessions")
+        res = playbook("deploy_coder", BINARY, empty_ns, {"coder_create_namespace": False},
+                       tag=f"shutting-down-{empty_ns}")
+        with conn.cursor() as cur:  # the session held open all along: nothing changed in the database
+            cur.execute("SELECT rolname, md5(coalesce(rolpassword, '')) FROM pg_authid WHERE rolname = 'coder'")
+            roles = cur.fetchall()
+    finally:
+        conn.close()
+        wait_for(lambda: not _port_open(MAIN["PORT"]), 60, what="the smart shutdown to finish")
+        bed_cli("start-pg", "main")
+    assert res.rc != 0
+    for text in ("PostgreSQL check failed (starting_up)", "Nothing was changed"):
+        assert text in res.output, res.output[-4000:]
+    assert res.recap["changed"] == 0
+    assert roles == before[0]
+    assert not kubectl_json("get", "secrets", "-n", empty_ns)["items"]
+    assert history(BINARY, empty_ns) == []
+    observe(f"rc={res.rc}: 'PostgreSQL check failed (starting_up)', changed=0; no Secret, no release, DB roles "
+            f"unchanged (read through the session held open)")
+
+
+def _refuses_new_sessions():
+    try:
+        psycopg2.connect(host=MAIN["SOCKET_DIR"], port=MAIN["PORT"], user="postgres", dbname="postgres").close()
+    except psycopg2.OperationalError as exc:
+        return "shutting down" in str(exc)
+    return False
