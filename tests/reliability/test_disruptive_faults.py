@@ -6,8 +6,8 @@ preflight and the upgrade, and the API server restarted while helm waits. Each s
 release (revision G) and asserts what the deploy_coder fault tests assert: the newest revision is
 deployed and live, the password Secret's data unchanged, and the operator told what happened.
 
-Also the two bad-input cases that need the server changed for a while: a server with every
-connection slot taken, and a server without TLS."""
+Also the bad-input cases that need the server changed for a while: a server with every connection
+slot taken, a server shutting down, and a server without TLS."""
 
 from __future__ import annotations
 
