@@ -307,8 +307,8 @@ class TestV2Lifecycle:
         revisions = len(history(binary, ns))
         # Another password (the database check is off: the server does not know it).
         other = "n3w p@ss/w%rd:ü"
-        res = playbook("deploy_coder", binary, ns, {**good, "coder_db_password": other,
-                                                   "preflight_check_database": False},
+        res = playbook("deploy_coder", binary, ns,
+                       {**good, "coder_db_password": other, "preflight_check_database": False},
                        tag=f"v2-new-password-{binary}")
         assert res.rc == 0, res.output[-4000:]
         assert "Secret coder-db-url: written" in res.output
