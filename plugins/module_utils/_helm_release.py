@@ -27,7 +27,13 @@ last line; and it knows helm 3's flags only. This backend:
   (unless it is to be kept), and returns one summary: helm's error, the pods that were not ready
   and why, recent Events, and the revision it rolled back to (or why the rollback failed too);
 * on cancellation (SIGTERM, or the controller process gone) stops helm and puts the release back
-  on the last good revision before it exits.
+  on the last good revision before it exits;
+* when the API server goes away while helm runs (restarted, upgraded, the network to it down),
+  keeps watching instead of failing on the client's connection error; if the operation then
+  fails, waits (bounded) for the API server to answer again, rolls back as for any failure and
+  says how long it was away; if it does not come back in time, fails saying what state the
+  release is probably left in and the exact rollback_coder.yml command. The Lease is released
+  with retries too, so that the next run does not have to wait for its TTL.
 """
 
 from __future__ import annotations
@@ -56,11 +62,22 @@ from ansible_collections.coderops.deploy.plugins.module_utils._kube import (
     Lock,
     LockBusy,
     auth_argument_spec,
+    describe_unreachable,
+    unreachable,
+    unreachable_text,
 )
 
 POLL_SECONDS = 1.0
 POD_CHECK_SECONDS = 3.0
 MAX_PROGRESS_INTERVAL = 30
+# How long to wait for an API server that went away before rolling back: the rest of helm's
+# timeout, but at least API_WAIT_MIN (a kube-apiserver restart takes 30-60 s) and at most
+# API_WAIT_MAX (a run must end; the operator is told what to run then).
+API_WAIT_MIN = 120
+API_WAIT_MAX = 600
+API_POLL_SECONDS = 2.0
+# Deleting the Lease at the end is retried this long while the API server does not answer.
+LOCK_RELEASE_WAIT = 60
 
 _CONNECTION_SPEC = {
     "name": {"type": "str", "required": True},
@@ -260,6 +277,7 @@ class ReleaseManager:
         self.kube = None
         self.lock = None
         self.started = time.monotonic()
+        self.api_gone = False  # set when we gave up waiting for the API server
         self.result = {"changed": False, "name": params.get("name"),
                        "namespace": params.get("namespace")}
 
@@ -287,12 +305,39 @@ class ReleaseManager:
             self._fail(exc.message, field=exc.field, reason="error")
         except Failure as exc:
             self._fail(exc.msg, **exc.fields)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # The kubernetes client lets connection errors escape as urllib3's own exceptions;
+            # say which server did not answer rather than a raw traceback text. Anything else
+            # is a bug: let Ansible show it.
+            if self.kube is None or not unreachable(exc):
+                raise
+            self._fail(self._unreachable_message(exc), reason="api_unreachable")
         finally:
             if self.lock is not None:
-                self.lock.release()
+                self._release_lock()
         self.result["progress"] = self.progress
         self.result["duration_s"] = round(time.monotonic() - self.started, 1)
         return self.result
+
+    def _release_lock(self):
+        lock = self.lock
+        self.lock = None
+        if lock.release(wait=0 if self.api_gone else LOCK_RELEASE_WAIT, poll=API_POLL_SECONDS):
+            return
+        note = (f"The release's Lease {lock.name} could not be deleted (the API server"
+                f" {self.kube.server_url} does not answer); it expires by itself"
+                f" {self.p['lock_ttl']} s after its last renewal, and until then a new run reports"
+                f" another operation in progress.")
+        self.result["lock_left"] = lock.name
+        self.result["msg"] = f"{self.result['msg']}\n{note}" if self.result.get("msg") else note
+
+    def _unreachable_message(self, exc):
+        changing = self.result.get("changed")
+        return (f"{self._label()}: the API server at {self.kube.server_url} cannot be reached"
+                f" ({describe_unreachable(exc)})."
+                + (" Nothing was changed." if not changing else
+                   " The release may have been left mid-operation: when the API server answers"
+                   " again, run playbooks/rollback_coder.yml (see its header)."))
 
     def _fail(self, msg, **fields):
         self.result.update(fields)
@@ -397,6 +442,102 @@ class ReleaseManager:
                       f" behind by a failed revision (they would make the next hook fail)")
         return deleted
 
+    # -- the API server going away ---------------------------------------------------------
+
+    def _api_budget(self, elapsed):
+        """Seconds to wait for the API server after an operation that ran `elapsed` s."""
+        remaining = self.p["timeout"] - (elapsed or 0)
+        return int(min(max(API_WAIT_MIN, remaining), API_WAIT_MAX))
+
+    def _wait_for_api(self, budget):
+        """Poll the API server until it answers or `budget` s pass: (answered, waited_s, last error).
+
+        The Lease is renewed as soon as it answers: it may have run out meanwhile."""
+        start = time.monotonic()
+        last = None
+        next_say = start
+        while True:
+            err = self.kube.ping()
+            now = time.monotonic()
+            if err is None:
+                if self.lock is not None:
+                    self.lock.renew()
+                waited = round(now - start, 1)
+                if last is not None:
+                    self._say(f"the API server at {self.kube.server_url} answers again after {waited} s")
+                return True, waited, last
+            last = err
+            if now - start >= budget:
+                return False, round(now - start, 1), last
+            if now >= next_say:
+                self._say(f"the API server at {self.kube.server_url} does not answer ({err}); waiting"
+                          f" up to {budget} s for it to come back ({int(now - start)} s so far)")
+                next_say = now + self.p["progress_interval"]
+            if self.lock is not None:
+                self.lock.renew()
+            time.sleep(API_POLL_SECONDS)
+
+    def _api_trouble(self, outcome):
+        """What the API server did during a failed operation: None when it answered throughout.
+
+        Either the watcher saw it go away (outcome["api_outage"]) or helm's own error says it
+        could not reach it. In both cases wait for it to answer before reading the history and
+        rolling back: helm can do neither without it."""
+        outage = outcome.get("api_outage")
+        helm_says = unreachable_text(outcome.get("helm_error") or "")
+        if not outage and not helm_says:
+            return None
+        error = (outage or {}).get("error") or describe_unreachable(outcome.get("helm_error"))
+        budget = self._api_budget(outcome.get("elapsed_s"))
+        back, waited, last = self._wait_for_api(budget)
+        return {"url": self.kube.server_url, "error": error,
+                "away_s": (outage or {}).get("away_s"), "back_during_helm": bool(outage and outage.get("back")),
+                "waited_s": waited, "budget_s": budget, "back": back, "last_error": last}
+
+    def _api_gone_failure(self, operation, target, api, good):
+        """The API server did not come back: fail naming what is probably left and the fix."""
+        p = self.p
+        self.api_gone = True
+        if good:
+            fix = (f"run ansible-playbook playbooks/rollback_coder.yml -e coder_namespace={p['namespace']}"
+                   f" -e coder_release_name={p['name']} -e coder_rollback_revision={good} (with your"
+                   f" inventory and connection variables), or: helm rollback {p['name']} {good}"
+                   f" -n {p['namespace']}")
+            left = (f"revision {target} (this {operation}) is most likely left pending-{operation} or"
+                    f" failed, and revision {good} is the last good one")
+        else:
+            fix = (f"run ansible-playbook playbooks/uninstall_coder.yml -e coder_namespace={p['namespace']}"
+                   f" -e coder_release_name={p['name']}, then deploy again (or: helm uninstall"
+                   f" {p['name']} -n {p['namespace']})")
+            left = f"revision {target} (this {operation}) is most likely left pending-{operation} or failed"
+        msg = (f"{self._label()}: helm {operation} to revision {target} FAILED (api_unreachable): the"
+               f" API server at {api['url']} went away during the {operation} ({api['error']}) and did"
+               f" not answer again within {api['budget_s']} s (last: {api['last_error']}), so the"
+               f" release could not be rolled back and its state could not be read: {left}."
+               f" Once the API server answers, {fix}; wait"
+               f" for the Lease {self.kube.lock_name(p['name'])} to expire first ({p['lock_ttl']} s"
+               f" after its last renewal) if the run says another operation is in progress.")
+        raise Failure(msg, reason="api_unreachable", failed_revision=target, rolled_back_to=None,
+                      api_server={k: api[k] for k in ("url", "error", "waited_s", "back")})
+
+    def _history_after_change(self):
+        """helm history once the release was changed: waits for the API server if it went away."""
+        try:
+            return self._history()
+        except HelmError as exc:
+            if not unreachable_text(exc.message):
+                raise
+            back, dummy, last = self._wait_for_api(self._api_budget(self.p["timeout"]))
+            if not back:
+                self.api_gone = True
+                raise Failure(f"{self._label()}: the API server at {self.kube.server_url} went away"
+                              f" right after helm changed the release ({describe_unreachable(exc.message)})"
+                              f" and did not answer again (last: {last}); check the release with"
+                              f" helm history {self.p['name']} -n {self.p['namespace']} once it does,"
+                              f" and run playbooks/rollback_coder.yml if its newest revision is not"
+                              f" deployed.", reason="api_unreachable") from None
+            return self._history()
+
     # -- the watched helm process ----------------------------------------------------------
 
     def _progress_line(self, label, elapsed, timeout, report):
@@ -435,6 +576,7 @@ class ReleaseManager:
         fatal_since = {}
         report = None
         stopped = None
+        outage = None  # {"since", "error", "away_s", "back"} while/after the API server went away
         while running.poll() is None:
             time.sleep(POLL_SECONDS)
             now = time.monotonic()
@@ -453,6 +595,22 @@ class ReleaseManager:
                     report = self.kube.pods_report(self.p["namespace"], self.p["name"])
                 except KubeError:
                     pass
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    # The API server went away (restarted, upgraded): helm may still finish (or
+                    # fail on it); keep waiting for helm rather than failing on the client's error.
+                    if not unreachable(exc):
+                        raise
+                    if outage is None or outage.get("back"):
+                        outage = {"since": now, "error": describe_unreachable(exc), "away_s": None,
+                                  "back": False}
+                        self._say(f"{label}: the API server at {self.kube.server_url} does not answer"
+                                  f" ({outage['error']}); still waiting for helm")
+                    report = None
+                else:
+                    if outage is not None and not outage["back"]:
+                        outage.update(back=True, away_s=round(now - outage["since"], 1))
+                        self._say(f"{label}: the API server at {self.kube.server_url} answers again"
+                                  f" after {outage['away_s']} s")
                 if fail_fast and report is not None and self.p["fail_fast"]:
                     current = {p["pod"]: p for p in report["problems"] if p["fatal"]}
                     for pod in list(fatal_since):
@@ -477,9 +635,11 @@ class ReleaseManager:
         rc, out, err = running.finish()
         elapsed = round(time.monotonic() - start, 1)
         ok = stopped is None and rc == 0
+        if outage is not None and not outage["back"]:
+            outage["away_s"] = round(time.monotonic() - outage["since"], 1)
         outcome = {"ok": ok, "rc": rc, "stdout": out, "stderr": err, "elapsed_s": elapsed,
                    "started_at": started_at, "stopped": stopped, "last_report": report,
-                   "error": None}
+                   "error": None, "api_outage": outage}
         if not ok:
             helm_said = error_text(err) if err.strip() else f"helm exited with {rc}"
             outcome["helm_error"] = helm_said
@@ -584,7 +744,7 @@ class ReleaseManager:
             remove_values_file(directory)
         self.result["changed"] = True
         if outcome["ok"]:
-            self._finish_ok(self._history(), operation)
+            self._finish_ok(self._history_after_change(), operation)
             return
         self._handle_failure(operation, target, wanted_chart, outcome, had_good=st["last_good_revision"])
 
@@ -608,26 +768,39 @@ class ReleaseManager:
         self.result["msg"] = f"{self._label()} {verb} revision {st['revision']} ({chart}, {st['status']}){where}"
 
     def _diagnostics(self, outcome, new_revision):
+        """Pods, Events and hook Jobs for the summary: best effort, an API server that went away
+        again must not hide helm's error nor stop the rollback."""
         report = outcome["last_report"]
         try:
             report = self.kube.pods_report(self.p["namespace"], self.p["name"])
-        except KubeError:
-            pass
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            if not isinstance(exc, KubeError) and not unreachable(exc):
+                raise
         events = []
         try:
             events = self.kube.recent_events(self.p["namespace"], outcome["started_at"])
-        except KubeError:
-            pass
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            if not isinstance(exc, KubeError) and not unreachable(exc):
+                raise
         hook_jobs = []
         if new_revision:
-            names = [d["metadata"]["name"] for d in self.helm.hooks(self.p["name"], self.p["namespace"], new_revision)
-                     if d.get("kind") == "Job" and (d.get("metadata") or {}).get("name")]
-            hook_jobs = self.kube.failed_jobs_summary(self.p["namespace"], names)
+            try:
+                hooks = self.helm.hooks(self.p["name"], self.p["namespace"], new_revision)
+                names = [d["metadata"]["name"] for d in hooks
+                         if d.get("kind") == "Job" and (d.get("metadata") or {}).get("name")]
+                hook_jobs = self.kube.failed_jobs_summary(self.p["namespace"], names)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                if not isinstance(exc, (KubeError, HelmError)) and not unreachable(exc):
+                    raise
         return report, events, hook_jobs
 
     def _handle_failure(self, operation, target, wanted_chart, outcome, had_good):
         p = self.p
-        history = self._history()
+        # Without the API server helm can neither read the history nor roll back: wait for it.
+        api = self._api_trouble(outcome)
+        if api and not api["back"]:
+            self._api_gone_failure(operation, target, api, had_good)
+        history = self._history_after_change()
         st = analyse(history)
         new_rev = st["revision"] if st["revision"] and st["revision"] >= target else None
         report, events, hook_jobs = self._diagnostics(outcome, new_rev)
@@ -637,12 +810,13 @@ class ReleaseManager:
         rolled_back_to = None
         removed = False
         if good:
-            rb = self._watched(self.helm.rollback_command(p["name"], p["namespace"], good,
-                                                          p["rollback_timeout"], wait=not cancelled,
-                                                          history_max=p["history_max"],
-                                                          force=needs_force(history)),
-                               f"rollback of {p['name']} to revision {good}", p["rollback_timeout"],
-                               fail_fast=not cancelled)
+            rb = self._rollback_to(good, history, cancelled)
+            again = not rb["ok"] and not cancelled and self._api_trouble(rb)
+            if again and again["back"]:
+                # The API server went away (again) during the rollback and is back: once more.
+                self._say(f"rollback of {p['name']} to revision {good}: trying again now that the"
+                          f" API server answers")
+                rb = self._rollback_to(good, self._history_after_change(), cancelled)
             if rb["ok"]:
                 rolled_back_to = good
             else:
@@ -658,7 +832,13 @@ class ReleaseManager:
                 removed = True
             else:
                 rollback_error = un["error"]
-        final = self._history()
+        if rollback_error and unreachable_text(rollback_error) and self.kube.ping() is not None:
+            api = api or {"url": self.kube.server_url, "error": describe_unreachable(rollback_error),
+                          "away_s": None, "back_during_helm": False, "waited_s": 0,
+                          "budget_s": API_WAIT_MIN}
+            api.update(back=False, last_error=describe_unreachable(rollback_error))
+            self._api_gone_failure(operation, target, api, good)
+        final = self._history_after_change()
         fst = analyse(final)
         cause = self._cause(outcome, p["timeout"])
         failure = {
@@ -669,13 +849,22 @@ class ReleaseManager:
             "rollback_error": rollback_error, "uninstalled": removed,
             "pods": (report or {}).get("problems", []),
             "pods_ready": f"{(report or {}).get('ready', 0)}/{(report or {}).get('desired', 0)}",
-            "events": events, "hook_jobs": hook_jobs,
+            "events": events, "hook_jobs": hook_jobs, "api_server": api,
         }
         summary = self._summary(operation, target, wanted_chart, failure, fst, good, had_good)
         self.result.update(failure=failure, rolled_back_to=rolled_back_to, failed_revision=new_rev,
                            revision=fst["revision"], status=fst["status"],
                            history=short_history(final), summary=summary)
         self._fail(summary, reason=cause)
+
+    def _rollback_to(self, good, history, cancelled):
+        p = self.p
+        return self._watched(self.helm.rollback_command(p["name"], p["namespace"], good,
+                                                        p["rollback_timeout"], wait=not cancelled,
+                                                        history_max=p["history_max"],
+                                                        force=needs_force(history)),
+                             f"rollback of {p['name']} to revision {good}", p["rollback_timeout"],
+                             fail_fast=not cancelled)
 
     @staticmethod
     def _cause(outcome, timeout):
@@ -685,6 +874,8 @@ class ReleaseManager:
         err = (outcome["error"] or "").lower()
         if "another operation" in err:
             return "in_progress"
+        if unreachable_text(err):
+            return "api_unreachable"
         if "hook" in err:
             return "hook_failed"
         if "immutable" in err:
@@ -707,6 +898,18 @@ class ReleaseManager:
             lines.append(f"cause: the run was cancelled ({f['stopped']}); helm was stopped.")
         elif f["cause"] == "timeout":
             lines.append(f"cause: the release was not ready within the timeout of {f['timeout']} s.")
+        api = f.get("api_server")
+        if api:
+            line = f"the API server at {api['url']} went away during the {operation} ({api['error']})"
+            if api.get("away_s"):
+                line += f" for {api['away_s']} s"
+                if api.get("back_during_helm"):
+                    line += " and came back while helm was still running"
+            if api["waited_s"] >= 1 or not api.get("back_during_helm"):
+                line += f"; waited {api['waited_s']} s for it to come back"
+            if f["rolled_back_to"]:
+                line += f"; rolled back to revision {f['rolled_back_to']}"
+            lines.append(line + ".")
         lines.append(f"helm said: {f['helm_error']}")
         pods = f["pods"]
         if pods:

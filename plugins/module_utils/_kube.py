@@ -31,7 +31,9 @@ import copy
 import datetime
 import json
 import os
+import re
 import socket
+import time
 import uuid
 
 from ansible.module_utils.basic import env_fallback
@@ -56,6 +58,18 @@ FATAL_REASONS = frozenset((
 ))
 LOCK_SUFFIX = "-coderops-lock"
 REQUEST_TIMEOUT = 20
+PING_TIMEOUT = 5
+
+# What helm (Go's net/http, client-go) prints when the API server cannot be reached, as opposed to
+# an answer from it. "timed out waiting for the condition" and "context deadline exceeded" are
+# helm's own readiness timeout, not an unreachable server, and are deliberately not here.
+_UNREACHABLE_TEXT = re.compile(
+    r"connection refused|kubernetes cluster unreachable|no route to host|connection reset by peer"
+    r"|broken pipe|tls handshake timeout|i/o timeout|client connection lost|http2: server sent goaway"
+    r"|server is currently unable to handle the request|unexpected eof|dial tcp|max retries exceeded"
+    r"|failed to establish a new connection|remote end closed connection",
+    re.IGNORECASE)
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^\"')]+")
 
 
 class KubeError(Exception):
@@ -77,6 +91,39 @@ class LockBusy(Exception):
 
 def _now():
     return datetime.datetime.now(datetime.UTC)
+
+
+def unreachable_text(text):
+    """Whether an error text (helm's stderr, an exception's) says the API server did not answer."""
+    return bool(_UNREACHABLE_TEXT.search(text or ""))
+
+
+def unreachable(exc):
+    """Whether an exception of the kubernetes client means the API server did not answer (it is
+    down, restarting, or the network to it is), rather than an answer such as 404 or 403.
+
+    The client lets urllib3's errors (MaxRetryError, ProtocolError ...) and socket errors escape
+    as they are; 502/503/504 come from an API server that is starting up or a proxy in front of
+    one that is down.
+    """
+    if isinstance(exc, ApiException) and HAS_KUBERNETES:
+        return getattr(exc, "status", None) in (None, 0, 502, 503, 504)
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, socket errors
+        return True
+    module = type(exc).__module__ or ""
+    if module.startswith("urllib3") or module.startswith("http.client"):
+        return True
+    return unreachable_text(str(exc))
+
+
+def describe_unreachable(exc_or_text, limit=200):
+    """A short reason: '[Errno 111] Connection refused' rather than urllib3's whole pool text."""
+    text = str(exc_or_text or "")
+    match = _ERRNO.search(text)
+    if match:
+        return match.group(0).strip()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _micro(ts):
@@ -316,6 +363,28 @@ class Kube:
             raise KubeError(f"the API server {self.auth.where()} cannot be reached: {exc}",
                             field="host" if self.auth.host else "kubeconfig") from None
         return info.git_version
+
+    @property
+    def server_url(self):
+        """The API server's URL, for messages (no secret)."""
+        return getattr(self.api.configuration, "host", None) or self.auth.host or "(unknown)"
+
+    def ping(self):
+        """None when the API server answers, else why it does not (a short text).
+
+        /readyz says whether it serves requests (a restarting kube-apiserver answers /version
+        before it does); 401, 403 and 404 are answers too (RBAC or an old server without /readyz).
+        """
+        try:
+            self.api.call_api("/readyz", "GET", auth_settings=["BearerToken"], response_type="str",
+                              _return_http_data_only=True, _request_timeout=PING_TIMEOUT)
+            return None
+        except ApiException as exc:
+            if getattr(exc, "status", None) in (401, 403, 404):
+                return None
+            return describe_unreachable(f"{exc.status} {exc.reason}".strip())
+        except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 and socket errors
+            return describe_unreachable(exc)
 
     def namespace_exists(self, namespace):
         try:
@@ -619,21 +688,40 @@ class Lock:
         except Exception:  # pylint: disable=duplicate-except  # a missed renewal is retried at the next tick
             return
 
-    def release(self):
+    def release(self, wait=0, poll=2.0):
+        """Delete the Lease if it is still ours. Returns True when it is gone (or not ours).
+
+        While the API server does not answer, tries again every `poll` s for up to `wait` s: a
+        Lease left behind makes every run wait for its TTL (and tells operators a run is going).
+        Other errors are not retried: the Lease expires by itself.
+        """
         if not self.held:
-            return
-        try:
-            current = self.kube.coord.read_namespaced_lease(self.name, self.namespace,
-                                                            _request_timeout=REQUEST_TIMEOUT)
-            if current.spec.holder_identity == self.holder:
-                self.kube.coord.delete_namespaced_lease(
-                    self.name, self.namespace,
-                    body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(
-                        resource_version=current.metadata.resource_version)),
-                    _request_timeout=REQUEST_TIMEOUT)
-        except Exception:  # it expires by itself
-            pass
-        self.held = False
+            return True
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                current = self.kube.coord.read_namespaced_lease(self.name, self.namespace,
+                                                                _request_timeout=REQUEST_TIMEOUT)
+                if current.spec.holder_identity == self.holder:
+                    self.kube.coord.delete_namespaced_lease(
+                        self.name, self.namespace,
+                        body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(
+                            resource_version=current.metadata.resource_version)),
+                        _request_timeout=REQUEST_TIMEOUT)
+                self.held = False
+                return True
+            except ApiException as exc:
+                if getattr(exc, "status", None) == 404:
+                    self.held = False
+                    return True
+                if not unreachable(exc) or time.monotonic() >= deadline:
+                    break
+            except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 and socket errors
+                if not unreachable(exc) or time.monotonic() >= deadline:
+                    break
+            time.sleep(poll)
+        self.held = False  # it expires by itself, lease_duration_seconds after its last renewal
+        return False
 
 
 def _pod_ready(pod):

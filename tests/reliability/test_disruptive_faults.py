@@ -144,7 +144,8 @@ def test_api_server_restarted_mid_run(good, observe):
     assert newest["revision"] > good.revision + 1, newest
     assert newest["description"].startswith(f"Rollback to {good.revision}"), newest
     cause = re.search(r"FAILED \(([a-z_]+)\)", summary)
-    observe(f"{said}; rc={res.rc}, FAILED ({cause.group(1) if cause else '?'}), said: {told.group(0)[:220]}; "
+    observe(f"{said}; rc={res.rc}, FAILED ({cause.group(1) if cause else '?'}), said: "
+            f"{told.group(0)[:220].rstrip('.')}; "
             f"revision {newest['revision']} ({newest['description'][:40]}) deployed and live, Secret unchanged, "
             f"no Lease left")
 
