@@ -212,7 +212,11 @@ def test_watching_helm_survives_the_server_going_away_and_records_the_outage(clo
 
 def test_an_error_that_is_not_a_connection_error_is_not_swallowed(clock):
     kube = FakeKube(clock)
-    kube.pods_report = lambda ns, rel_: (_ for _ in ()).throw(KeyError("spec"))
+
+    def broken(namespace, release):
+        raise KeyError("spec")
+
+    kube.pods_report = broken
     helm = FakeHelm(kube)
     helm.start = lambda cmd: FakeRunning(5, 0, "")
     with pytest.raises(KeyError):
