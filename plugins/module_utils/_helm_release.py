@@ -809,6 +809,7 @@ class ReleaseManager:
         rollback_error = None
         rolled_back_to = None
         removed = False
+        again = None
         if good:
             rb = self._rollback_to(good, history, cancelled)
             again = not rb["ok"] and not cancelled and self._api_trouble(rb)
@@ -832,12 +833,9 @@ class ReleaseManager:
                 removed = True
             else:
                 rollback_error = un["error"]
-        if rollback_error and unreachable_text(rollback_error) and self.kube.ping() is not None:
-            api = api or {"url": self.kube.server_url, "error": describe_unreachable(rollback_error),
-                          "away_s": None, "back_during_helm": False, "waited_s": 0,
-                          "budget_s": API_WAIT_MIN}
-            api.update(back=False, last_error=describe_unreachable(rollback_error))
-            self._api_gone_failure(operation, target, api, good)
+        if good and rollback_error and again and not again["back"]:
+            # Gone again during the rollback, and not back within the wait: say what to run.
+            self._api_gone_failure(operation, target, again, good)
         final = self._history_after_change()
         fst = analyse(final)
         cause = self._cause(outcome, p["timeout"])
@@ -1039,7 +1037,7 @@ class ReleaseManager:
                                                            history_max=p["history_max"],
                                                            force=needs_force(history)),
                                 f"rollback of {p['name']} to revision {wanted}", p["rollback_timeout"])
-        final = self._history()
+        final = self._history_after_change()
         if not outcome["ok"]:
             fst = analyse(final)
             report, events, dummy = self._diagnostics(outcome, None)

@@ -281,6 +281,25 @@ def test_rollback_interrupted_by_the_server_going_away_again_is_tried_once_more(
     assert mgr.result["rolled_back_to"] == 1 and mgr.result["status"] == "deployed"
 
 
+def test_server_gone_for_good_during_the_rollback_fails_with_the_command(clock):
+    kube = FakeKube(clock)
+    helm = FakeHelm(kube, rollback_results=[1])
+    start = helm.start
+
+    def start_and_go_away(cmd):
+        kube.down_until = clock.now + 10_000  # the API server goes away as the rollback starts
+        return start(cmd)
+
+    helm.start = start_and_go_away
+    mgr = manager(kube, helm)
+    with pytest.raises(rel.Failure) as exc:
+        mgr._handle_failure("upgrade", 2, "coder-1.44.0",
+                            failed_outcome("UPGRADE FAILED: context deadline exceeded"), had_good=1)
+    assert len(helm.commands) == 1  # not retried against a server that is not there
+    assert exc.value.fields["reason"] == "api_unreachable"
+    assert "-e coder_rollback_revision=1" in exc.value.msg and "did not answer again within 120 s" in exc.value.msg
+
+
 def test_server_never_back_fails_with_the_state_and_the_command(clock, monkeypatch):
     monkeypatch.setattr(rel, "API_WAIT_MIN", 120)
     kube = FakeKube(clock, down_until=clock.now + 10_000)
