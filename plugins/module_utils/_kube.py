@@ -44,9 +44,10 @@ try:
     from kubernetes import config as k8s_config
     from kubernetes.client.rest import ApiException
     from kubernetes.config.config_exception import ConfigException
+    from yaml import YAMLError  # the kubernetes library parses the kubeconfig with PyYAML
 except ImportError:
     HAS_KUBERNETES = False
-    ApiException = ConfigException = Exception
+    ApiException = ConfigException = YAMLError = Exception
 else:
     HAS_KUBERNETES = True
 
@@ -301,6 +302,12 @@ class KubeAuth:
                 raise KubeError(f"kubeconfig {self.kubeconfig or path} cannot be used"
                                 f"{' with context ' + self.context if self.context else ''}: {exc}",
                                 field="context" if self.context else "kubeconfig") from None
+            except YAMLError as exc:
+                # Not YAML at all (a truncated or binary file). PyYAML names the position in a
+                # file it read from a stream, never the file's content (which may hold a token).
+                raise KubeError(f"kubeconfig {self.kubeconfig or path} is not a kubeconfig file ({exc}); point"
+                                f" kubeconfig ({AUTH_ENV['kubeconfig']}, or KUBECONFIG) at the cluster's"
+                                " kubeconfig file", field="kubeconfig") from None
         if self.host:
             cfg.host = self.host
         if self._api_key:
