@@ -494,7 +494,7 @@ class ReleaseManager:
                 "away_s": (outage or {}).get("away_s"), "back_during_helm": bool(outage and outage.get("back")),
                 "waited_s": waited, "budget_s": budget, "back": back, "last_error": last}
 
-    def _api_gone_failure(self, operation, target, api, good):
+    def _api_gone_failure(self, operation, target, api, good, helm_error=None):
         """The API server did not come back: fail naming what is probably left and the fix."""
         p = self.p
         self.api_gone = True
@@ -514,7 +514,8 @@ class ReleaseManager:
                f" API server at {api['url']} went away during the {operation} ({api['error']}) and did"
                f" not answer again within {api['budget_s']} s (last: {api['last_error']}), so the"
                f" release could not be rolled back and its state could not be read: {left}."
-               f" Once the API server answers, {fix}; wait"
+               + (f" helm said: {helm_error}." if helm_error else "")
+               + f" Once the API server answers, {fix}; wait"
                f" for the Lease {self.kube.lock_name(p['name'])} to expire first ({p['lock_ttl']} s"
                f" after its last renewal) if the run says another operation is in progress.")
         raise Failure(msg, reason="api_unreachable", failed_revision=target, rolled_back_to=None,
@@ -799,7 +800,7 @@ class ReleaseManager:
         # Without the API server helm can neither read the history nor roll back: wait for it.
         api = self._api_trouble(outcome)
         if api and not api["back"]:
-            self._api_gone_failure(operation, target, api, had_good)
+            self._api_gone_failure(operation, target, api, had_good, outcome.get("helm_error"))
         history = self._history_after_change()
         st = analyse(history)
         new_rev = st["revision"] if st["revision"] and st["revision"] >= target else None
@@ -835,7 +836,7 @@ class ReleaseManager:
                 rollback_error = un["error"]
         if good and rollback_error and again and not again["back"]:
             # Gone again during the rollback, and not back within the wait: say what to run.
-            self._api_gone_failure(operation, target, again, good)
+            self._api_gone_failure(operation, target, again, good, outcome.get("helm_error"))
         final = self._history_after_change()
         fst = analyse(final)
         cause = self._cause(outcome, p["timeout"])

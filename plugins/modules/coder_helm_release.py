@@ -34,6 +34,13 @@ description:
     so that they do not make its hooks fail.
   - When cancelled (SIGTERM, as AWX does, or the controller process killed), it stops helm and
     puts the release back on the last good revision before it exits.
+  - When the API server goes away while helm runs (restarted, upgraded, the network to it down),
+    it keeps watching helm. If the operation fails, it waits for the API server to answer again
+    (the rest of O(timeout), at least 120 and at most 600 seconds), rolls back as above and says
+    how long the server was away. If the server does not come back in time, it fails with reason
+    V(api_unreachable), the state the release is probably left in and the exact
+    C(playbooks/rollback_coder.yml) command. The Lease is deleted with retries while the server
+    does not answer.
   - Values are passed to helm in a private file (mode C(0600)) that is removed afterwards. They
     should only name Secrets; Helm keeps every revision's values in its release Secret.
 author:
@@ -319,7 +326,7 @@ failure:
     cause:
       description:
         - V(fail_fast), V(timeout), V(hook_failed), V(immutable_field), V(rejected), V(cancelled),
-          V(in_progress) or V(helm_error).
+          V(in_progress), V(api_unreachable) (helm could not reach the API server) or V(helm_error).
       type: str
     helm_error:
       description: What helm said (without helm 4's log lines, shortened).
@@ -350,10 +357,18 @@ failure:
       description: Hook Jobs of the failed revision that failed - job, reason, message.
       type: list
       elements: dict
+    api_server:
+      description:
+        - When the API server went away during the operation - url, error, away_s (how long the
+          watcher saw it away), back_during_helm, waited_s (how long the run waited for it after
+          helm ended), budget_s, back, last_error.
+        - V(null) when it answered throughout.
+      type: dict
 reason:
   description:
     - Why the run failed; RV(failure.cause) for a failed operation, else V(invalid_options),
-      V(pending), V(in_progress), V(recovery_failed), V(no_good_revision), V(absent) or V(error).
+      V(pending), V(in_progress), V(recovery_failed), V(no_good_revision), V(absent),
+      V(api_unreachable) (the API server went away and did not come back in time) or V(error).
   returned: failure
   type: str
   sample: pending
@@ -366,6 +381,13 @@ recovered:
   description: The recovery of a stuck C(pending-*) release (from_status, from_revision, action, ok).
   returned: when O(recover_pending) recovered the release
   type: dict
+lock_left:
+  description:
+    - The Lease that could not be deleted because the API server did not answer; it expires by
+      itself O(lock_ttl) seconds after its last renewal.
+  returned: when the Lease could not be deleted
+  type: str
+  sample: coder-coderops-lock
 removed_hook_jobs:
   description: Failed hook Jobs deleted before the operation.
   returned: when some were deleted

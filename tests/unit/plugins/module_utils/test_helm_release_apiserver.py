@@ -317,6 +317,7 @@ def test_server_never_back_fails_with_the_state_and_the_command(clock, monkeypat
     assert f.fields["reason"] == "api_unreachable" and f.fields["failed_revision"] == 2
     assert f"the API server at {URL} went away during the upgrade" in f.msg
     assert "did not answer again within 120 s" in f.msg
+    assert "helm said: UPGRADE FAILED: dial tcp 127.0.0.1:6443: connect: connection refused." in f.msg
     assert "revision 2 (this upgrade) is most likely left pending-upgrade or failed" in f.msg
     assert ("ansible-playbook playbooks/rollback_coder.yml -e coder_namespace=ns -e coder_release_name=coder"
             " -e coder_rollback_revision=1") in f.msg
