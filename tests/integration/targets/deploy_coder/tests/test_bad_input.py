@@ -47,6 +47,8 @@ CASES = {
     "secret-name-not-dns1123-with-no-password-env": (
         {"coder_db_password_secret": "coder.db-password", "coder_db_no_password_env": True},
         ["coder_db_password_secret", "DNS-1123 label"], None, "password Secret name not DNS-1123, noPasswordEnv on"),
+    "secret-name-too-long": ({"coder_db_password_secret": "coder-" + "p" * 250}, ["coder_db_password_secret"], None,
+                             "password Secret name of 256 characters (the API allows 253)"),
     "no-password-env-without-secret": (
         {"coder_db_password_secret": "", "coder_db_no_password_env": True},
         ["coder_db_no_password_env", "password_secret is not set"], None,
@@ -97,6 +99,8 @@ CASES = {
                                "a wrong password that looks like DSN keywords (host=... dbname=...)"),
     "pg-password-trailing-newline": ({}, ["coder_db_password has leading or trailing white space"], "padded",
                                      "the right password with a trailing newline"),
+    "pg-password-trailing-space": ({}, ["coder_db_password has leading or trailing white space"], "spaced",
+                                   "the right password with a trailing space"),
     "pg-hba-rejects": ({**MTLS, "coder_db_ssl_mode": "disable", "coder_db_ssl_ca_file": ""},
                        _pg_fail("hba_rejected"), "wrong", "pg_hba.conf rejects the user without TLS"),
     "pg-database-missing": ({"coder_db_name": "no_such_database"}, _pg_fail("database_missing"), None,
@@ -177,11 +181,12 @@ def bed():
         cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
     root = Path(tempfile.mkdtemp(prefix="coderops-it-bad-"))
     files = {"right": root / "right", "wrong": root / "wrong", "dsn": root / "dsn", "padded": root / "padded",
-             "garbage": root / "kubeconfig-garbage"}
+             "spaced": root / "spaced", "garbage": root / "kubeconfig-garbage"}
     _write_private(files["right"], password)
     _write_private(files["wrong"], password[::-1] + "x")
     _write_private(files["dsn"], f"x' host=no-such-host.invalid dbname=postgres user=postgres {password[:4]}")
     _write_private(files["padded"], password + "\n")
+    _write_private(files["spaced"], password + " ")
     _write_private(files["garbage"], "\x00\x01 not: [a kubeconfig")
     silent = Silent()
     yield {"ns": ns, "role": role, "conn": conn, "files": files, "silent": silent}
