@@ -51,6 +51,10 @@ step molecule-v2 make --no-print-directory molecule SCENARIO=v2  # the Coder v2 
 step molecule-default env CODER_TESTBED_STATE="$PWD/build/molecule-bed/.testbed" CODER_TESTBED_PORT_BASE=17430 \
   make --no-print-directory molecule SCENARIO=default
 step molecule-kind-syntax bash -c ". .testbed/env.sh && $VENV/molecule syntax -s kind"
+# Last, as it reuses the deploy suite's results: the reliability suite (issue 7) runs only the marked
+# cases that have no result yet and the disruptive faults (on a private test bed of its own), and
+# writes docs/reliability.md.
+step reliability scripts/test-reliability.sh
 
 echo
 python3 scripts/junit_summary.py "$JUNIT_DIR"

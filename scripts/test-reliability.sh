@@ -89,7 +89,8 @@ fi
 down
 trap - EXIT
 
-# 3. docs/reliability.md
+# 3. docs/reliability.md (with the AWX job tests' rows when make test ran them: tests/awx)
+[ -f "$JUNIT_DIR/awx-runner.xml" ] && reused+=("$JUNIT_DIR/awx-runner.xml")
 step report python3 tests/reliability/report.py -o docs/reliability.md "${reused[@]}" \
     "$JUNIT_DIR/reliability-deploy.xml" "$JUNIT_DIR/reliability-disruptive.xml"
 if [ "$failed" -ne 0 ]; then

@@ -22,6 +22,15 @@ from awx_surveys import REPO  # noqa: E402
 # checkout, never through whatever copy an earlier run installed under ~/.ansible.
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 
+# The `reliability` marker and `observe` fixture: the AWX job tests are rows of docs/reliability.md.
+sys.path.insert(0, str(REPO / "tests" / "reliability"))
+import reliability_plugin  # noqa: E402
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("coderops_reliability"):
+        config.pluginmanager.register(reliability_plugin, "coderops_reliability")
+
 VENV_BIN = Path(os.environ.get("CODER_VENV", REPO / ".venv")) / "bin"
 STATE = Path(os.environ.get("CODER_TESTBED_STATE", REPO / ".testbed"))
 

@@ -286,6 +286,12 @@ def namespace():
     delete_namespace(ns)
 
 
+@pytest.mark.reliability(
+    section="Leaks", case="AWX job, verbosity 0",
+    done="deploy_coder.yml through ansible-runner laid out as AWX does (credentials as env/envvars, survey as "
+         "env/extravars)",
+    expected="deployed; the password and the kubeconfig's key in no artifacts/*/stdout, job_events/*.json, "
+             "extravars or Helm values, in any encoding")
 def test_deploy_verbosity_0(root, namespace):
     job = deploy_job(root, namespace).run()
     assert job.status == "successful", job.explain()
@@ -306,6 +312,10 @@ def test_deploy_verbosity_0(root, namespace):
     wait_for(lambda: available(namespace, 1), 120, "coderd to be available")
 
 
+@pytest.mark.reliability(
+    section="Leaks", case="AWX job, verbosity 4 with diff",
+    done="the same job at -vvvv with --diff (an upgrade to 2 replicas)",
+    expected="upgraded; the password and the kubeconfig's key in no job stdout or job event, in any encoding")
 def test_deploy_verbosity_4_with_diff(root, namespace):
     before = history(namespace)[-1]["revision"]
     job = deploy_job(root, namespace, verbosity=4, diff=True, coder_replicas=2).run()
@@ -429,7 +439,12 @@ def cancel_namespace():
     delete_namespace(ns)
 
 
-def test_cancelled_job_ends_at_the_last_good_revision(root, cancel_namespace):
+@pytest.mark.reliability(
+    section="Faults", case="AWX job cancelled mid-upgrade (SIGTERM to ansible-runner)",
+    done="a deploy job upgrading to pods that never become ready, cancelled as AWX cancels: SIGTERM to "
+         "ansible-runner while helm waits",
+    expected="job canceled; the last good revision deployed (as a rollback) and live; no password in the artifacts")
+def test_cancelled_job_ends_at_the_last_good_revision(root, cancel_namespace, observe):
     """AWX cancels a job by signalling ansible-runner (SIGTERM/SIGINT), which then kills the
     ansible-playbook process group. Cancelled mid-upgrade (the new pods never become ready), the
     release must end at its last good revision, live."""
@@ -473,6 +488,8 @@ def test_cancelled_job_ends_at_the_last_good_revision(root, cancel_namespace):
     # helm's rollback copies the good revision into a new one: the release did move and came back.
     assert newest["revision"] > good["revision"] and newest["description"].startswith("Rollback to"), newest
     seconds = round(time.monotonic() - sent, 1)
+    observe(f"job {job.status}; {newest['description'][:40]} as revision {newest['revision']}, deployed and live "
+            f"{seconds} s after SIGTERM; no password in the artifacts")
     MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
     with open(MEASUREMENTS, "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"name": "awx_cancel_back_to_good", "seconds_after_sigterm": seconds,
