@@ -7,6 +7,7 @@ with kubectl and helm, log in to PostgreSQL with coder_pg_facts."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -246,3 +247,38 @@ def record(name, **values):
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / "measurements.jsonl", "a") as fh:
         fh.write(json.dumps({"name": name, **values}) + "\n")
+
+
+def namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
+    """Where the needles (leaks.forms of a secret) appear in helm's records of every revision
+    (values --all, get all, the decoded release Secrets) and in every object of the namespace,
+    leaving out the data of the Secrets in skip_data (where the secret belongs). Also asserts that
+    no object carries a last-applied-configuration annotation.
+
+    Returns the hits by place, the number of namespace objects searched, and the data of the
+    skipped Secrets (for a test to check that the secret is where it belongs)."""
+    from leaks import find  # leaks.py is stdlib only; imported here so that helpers stays importable alone
+
+    hits = {}
+    for rev in history(binary, ns):
+        for what, cmd in (("helm get values --all", ["get", "values", "coder", "--all", "-o", "json"]),
+                          ("helm get all", ["get", "all", "coder"])):
+            out = subprocess.run([binary, *cmd, "-n", ns, "--revision", str(rev["revision"])], check=False,
+                                 capture_output=True, env=ENV).stdout
+            if find(out, needles):
+                hits[f"{what} revision {rev['revision']}"] = find(out, needles)
+    for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
+        release = gzip.decompress(base64.b64decode(base64.b64decode(sec["data"]["release"])))
+        if find(release, needles):
+            hits[f"release Secret {sec['metadata']['name']}"] = find(release, needles)
+    dump = kubectl_json("get", "secrets,configmaps,events,deployments,replicasets,pods,services,"
+                        "serviceaccounts,leases,jobs", "-n", ns)
+    skipped = {}
+    for obj in dump["items"]:
+        if obj["kind"] == "Secret" and obj["metadata"]["name"] in skip_data:
+            skipped[obj["metadata"]["name"]] = obj.pop("data", None)
+        annotations = obj["metadata"].get("annotations") or {}
+        assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, obj["metadata"]["name"]
+    if find(json.dumps(dump), needles):
+        hits["namespace objects"] = find(json.dumps(dump), needles)
+    return hits, len(dump["items"]), skipped

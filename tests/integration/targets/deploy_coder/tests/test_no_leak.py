@@ -10,8 +10,6 @@ release Secret, annotations, ConfigMaps, Events, and ansible-runner's (AWX's) jo
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import os
 import shutil
@@ -30,7 +28,7 @@ from helpers import (
     VENV_BIN,
     history,
     kubectl,
-    kubectl_json,
+    namespace_hits,
     pg_login,
     playbook,
     playbook_env,
@@ -175,34 +173,13 @@ def test_no_run_shows_the_password(binary, canary, observe):
                 hits[f"output of {tag}"] = find(output, needles)
         hits.update(scan_tree(canary["root"], needles, skip=(canary["secret_dir"],)))
         hits.update(canary["proc_hits"])
-        # Helm: user values and computed values of every revision, and every release Secret.
-        for rev in history(binary, ns):
-            out = subprocess.run([binary, "get", "values", "coder", "-n", ns, "--all", "--revision",
-                                  str(rev["revision"]), "-o", "json"], check=False, capture_output=True, env=ENV).stdout
-            if find(out, needles):
-                hits[f"helm get values --all revision {rev['revision']}"] = find(out, needles)
-            out = subprocess.run([binary, "get", "all", "coder", "-n", ns, "--revision", str(rev["revision"])],
-                                 check=False, capture_output=True, env=ENV).stdout
-            if find(out, needles):
-                hits[f"helm get all revision {rev['revision']}"] = find(out, needles)
-        for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
-            release = gzip.decompress(base64.b64decode(base64.b64decode(sec["data"]["release"])))
-            if find(release, needles):
-                hits[f"release Secret {sec['metadata']['name']}"] = find(release, needles)
-        # Everything else in the namespace, minus the password Secret's data (where it belongs).
-        dump = kubectl_json("get", "secrets,configmaps,events,deployments,replicasets,pods,services,"
-                            "serviceaccounts,leases,jobs", "-n", ns)
-        for obj in dump["items"]:
-            if obj["kind"] == "Secret" and obj["metadata"]["name"] == "coder-db-password":
-                obj.pop("data", None)
-            annotations = obj["metadata"].get("annotations") or {}
-            assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, obj["metadata"]["name"]
-        if find(json.dumps(dump), needles):
-            hits["namespace objects"] = find(json.dumps(dump), needles)
+        # Helm's records of every revision, and everything in the namespace but the password Secret's data.
+        found, objects, _ = namespace_hits(binary, ns, needles)
+        hits.update(found)
         assert not hits, f"the canary password leaked: {hits}"
         assert canary["samples"] > 50, "the process watcher took too few samples"
         observe(f"0 hits: {len(canary['outputs'])} run outputs, {len(events)} job events, "
-                f"{len(history(binary, ns))} revisions, {len(dump['items'])} namespace objects, "
+                f"{len(history(binary, ns))} revisions, {objects} namespace objects, "
                 f"{canary['samples']} /proc samples searched in {len(needles)} encodings")
     finally:
         delete_namespace(ns)
@@ -295,32 +272,6 @@ MODULES_ALONE = """
 """
 
 
-def _namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
-    """Hits in helm's records of every revision and in every object of the namespace."""
-    hits = {}
-    for rev in history(binary, ns):
-        for what, cmd in (("helm get values --all", ["get", "values", "coder", "--all", "-o", "json"]),
-                          ("helm get all", ["get", "all", "coder"])):
-            out = subprocess.run([binary, *cmd, "-n", ns, "--revision", str(rev["revision"])], check=False,
-                                 capture_output=True, env=ENV).stdout
-            if find(out, needles):
-                hits[f"{what} revision {rev['revision']}"] = find(out, needles)
-    for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
-        release = gzip.decompress(base64.b64decode(base64.b64decode(sec["data"]["release"])))
-        if find(release, needles):
-            hits[f"release Secret {sec['metadata']['name']}"] = find(release, needles)
-    dump = kubectl_json("get", "secrets,configmaps,events,deployments,replicasets,pods,services,"
-                        "serviceaccounts,leases,jobs", "-n", ns)
-    for obj in dump["items"]:
-        if obj["kind"] == "Secret" and obj["metadata"]["name"] in skip_data:
-            obj.pop("data", None)
-        annotations = obj["metadata"].get("annotations") or {}
-        assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, obj["metadata"]["name"]
-    if find(json.dumps(dump), needles):
-        hits["namespace objects"] = find(json.dumps(dump), needles)
-    return hits, len(dump["items"])
-
-
 @pytest.mark.reliability(
     section="Leaks", case="every entry point, helm3: rollback, password change, uninstall, modules alone, "
                           "validation errors, loop items",
@@ -367,14 +318,14 @@ def test_no_entry_point_shows_the_password(canary, observe):
                    name="rollback_coder")
         assert res.rc == 0, res.output[-4000:]
         runs += ["upgrade", "rollback_coder.yml --check --diff", "rollback_coder.yml"]
-        hits, objects = _namespace_hits(binary, ns, both)
+        hits, objects, _ = namespace_hits(binary, ns, both)
         res = _run(canary, "e-uninstall-check", binary, ns, args=("-vvvv", "--check", "--diff"),
                    password_file=new_file, name="uninstall_coder")
         res = _run(canary, "e-uninstall", binary, ns, password_file=new_file, name="uninstall_coder")
         assert res.rc == 0, res.output[-4000:]
         assert history(binary, ns) == []
         runs += ["uninstall_coder.yml --check --diff", "uninstall_coder.yml"]
-        more, dummy = _namespace_hits(binary, ns, both)
+        more, _, _ = namespace_hits(binary, ns, both)
         hits.update({f"after uninstall: {k}": v for k, v in more.items()})
 
         # The two modules alone, in a user's playbook.

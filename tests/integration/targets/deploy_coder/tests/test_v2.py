@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
 import http.server
 import json
 import os
@@ -40,6 +39,7 @@ from helpers import (
     kubectl,
     kubectl_json,
     lease_exists,
+    namespace_hits,
     pg_login,
     playbook,
     release_values,
@@ -521,30 +521,11 @@ def test_v2_no_run_shows_the_password_or_the_url(binary, v2_canary):
                 hits[f"output of {tag}"] = find(output, needles)
         hits.update(scan_tree(canary["root"], needles, skip=(canary["secret_dir"],)))
         hits.update(proc_hits)
-        for rev in history(binary, ns):
-            for args in (["get", "values", "coder", "--all", "-o", "json"], ["get", "all", "coder"]):
-                out = subprocess.run([binary, *args, "-n", ns, "--revision", str(rev["revision"])],
-                                     check=False, capture_output=True, env=ENV).stdout
-                if find(out, needles):
-                    hits[f"helm {' '.join(args[:2])} revision {rev['revision']}"] = find(out, needles)
-        for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
-            release = gzip.decompress(base64.b64decode(base64.b64decode(sec["data"]["release"])))
-            if find(release, needles):
-                hits[f"release Secret {sec['metadata']['name']}"] = find(release, needles)
-        dump = kubectl_json("get", "secrets,configmaps,events,deployments,replicasets,pods,services,"
-                            "serviceaccounts,leases,jobs", "-n", ns)
-        url_secret_seen = False
-        for obj in dump["items"]:
-            if obj["kind"] == "Secret" and obj["metadata"]["name"] == URL_SECRET:
-                # Where the URL belongs: its data, and only there.
-                assert base64.b64decode(obj["data"]["url"]).decode() == url
-                url_secret_seen = True
-                obj.pop("data", None)
-            annotations = obj["metadata"].get("annotations") or {}
-            assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, obj["metadata"]["name"]
-        assert url_secret_seen
-        if find(json.dumps(dump), needles):
-            hits["namespace objects"] = find(json.dumps(dump), needles)
+        found, _, kept = namespace_hits(binary, ns, needles, skip_data=(URL_SECRET,))
+        hits.update(found)
+        # Where the URL belongs: the URL Secret's data, and only there.
+        assert URL_SECRET in kept
+        assert base64.b64decode(kept[URL_SECRET]["url"]).decode() == url
         assert not hits, f"the canary password or URL leaked: {hits}"
         assert samples > 20, "the process watcher took too few samples"
         # Positive control: the same detectors find the URL where it belongs.
