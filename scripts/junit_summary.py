@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Count test cases in JUnit XML files: `junit_summary.py DIR` prints "N passed, N failed, N skipped"
-and exits 1 when anything failed. `junit_summary.py --record DIR NAME RC LOG` writes a one-case
-file for a step that has no JUnit output of its own (a linter, say)."""
+and exits 1 when anything failed. Each failed case is named first (with the first line of its
+message), so the tail of a CI log says what broke without the logs directory.
+`junit_summary.py --record DIR NAME RC LOG` writes a one-case file for a step that
+has no JUnit output of its own (a linter, say)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,14 @@ def summarise(directory: Path) -> tuple[int, int, int]:
     passed = failed = skipped = 0
     for xml in sorted(directory.glob("*.xml")):
         for case in ET.parse(xml).getroot().iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if problem is not None:
                 failed += 1
+                message = (problem.get("message") or problem.text or "").strip().splitlines()
+                print(f"FAILED {xml.stem}: {case.get('classname')}::{case.get('name')}"
+                      f"{': ' + message[0][:200] if message else ''}")
             elif case.find("skipped") is not None:
                 skipped += 1
             else:

@@ -12,6 +12,7 @@ VENV=.venv/bin
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p build/molecule-bed
 steps_failed=0
+failed_names=""
 
 # step NAME CMD...: run a step; its output goes to the terminal and to tests/output/logs/NAME.log.
 # A step that writes no JUnit file of its own gets a one-case file from its exit code.
@@ -25,7 +26,7 @@ step() {
   if [ "$(find "$JUNIT_DIR" -name '*.xml' | wc -l)" -eq "$before" ]; then
     python3 scripts/junit_summary.py --record "$JUNIT_DIR" "$name" "$rc" "$log"
   fi
-  [ "$rc" -eq 0 ] || steps_failed=$((steps_failed + 1))
+  [ "$rc" -eq 0 ] || { steps_failed=$((steps_failed + 1)); failed_names="$failed_names $name"; }
   echo "<== $name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - start)) s"
 }
 
@@ -60,6 +61,6 @@ echo
 python3 scripts/junit_summary.py "$JUNIT_DIR"
 summary_rc=$?
 if [ "$steps_failed" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
-  echo "make test: $steps_failed step(s) failed; logs in $OUT/logs" >&2
+  echo "make test: $steps_failed step(s) failed:${failed_names:- none}; logs in $OUT/logs" >&2
   exit 1
 fi
