@@ -182,16 +182,17 @@ def test_rejected_manifest(good):
 @pytest.mark.reliability(
     section="Faults", case="CrashLoopBackOff fails fast ({good})",
     done="upgrade to crash-looping pods, coder_helm_timeout 300",
-    expected="FAILED (fail_fast) within 150 s, rolled back; " + BACK)
+    expected="FAILED (fail_fast) naming CrashLoopBackOff, not the helm timeout; rolled back; " + BACK)
 def test_crashloop_fails_fast(good):
     res = playbook("deploy_coder", good.binary, good.ns,
                    {**GOOD, **_overrides(failPods="crashloop"), "coder_helm_timeout": 300},
                    tag=f"crashloop-{good.binary}")
     good.assert_intact(res, "FAILED (fail_fast)", "CrashLoopBackOff", "rolled back to revision")
+    # Stopped by the crash loop, not by the 300 s timeout. How soon is the benchmark's B4 to
+    # measure (make bench), not a timed assertion's: the duration is only recorded.
+    assert "FAILED (timeout)" not in res.output
     record("crashloop_fail_fast", helm=good.binary, playbook_seconds=round(res.duration, 1),
            helm_timeout=300)
-    # Rolled back well before the 300 s timeout (the whole play, preflight included).
-    assert res.duration < 150, res.duration
 
 
 @pytest.mark.reliability(
