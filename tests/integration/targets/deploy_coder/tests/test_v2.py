@@ -521,7 +521,7 @@ def test_v2_no_run_shows_the_password_or_the_url(binary, v2_canary):
                 hits[f"output of {tag}"] = find(output, needles)
         hits.update(scan_tree(canary["root"], needles, skip=(canary["secret_dir"],)))
         hits.update(proc_hits)
-        found, _, kept = namespace_hits(binary, ns, needles, skip_data=(URL_SECRET,))
+        found, kept = namespace_hits(binary, ns, needles, skip_data=(URL_SECRET,))[::2]
         hits.update(found)
         # Where the URL belongs: the URL Secret's data, and only there.
         assert URL_SECRET in kept
