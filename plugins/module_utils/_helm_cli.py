@@ -129,8 +129,13 @@ class Running:
         for line in stream:
             buf.append(line)
 
-    def poll(self):
-        return self.proc.poll()
+    def wait_up_to(self, seconds):
+        """helm's exit status, or None when it still runs after `seconds`. Waits on the process
+        rather than sleeping, so a command that ends is noticed at once, not at the next tick."""
+        try:
+            return self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self, grace=20):
         """SIGTERM (helm marks the release failed and stops), then SIGKILL after `grace` s."""

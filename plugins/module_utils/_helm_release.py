@@ -578,8 +578,7 @@ class ReleaseManager:
         report = None
         stopped = None
         outage = None  # {"since", "error", "away_s", "back"} while/after the API server went away
-        while running.poll() is None:
-            time.sleep(POLL_SECONDS)
+        while running.wait_up_to(POLL_SECONDS) is None:
             now = time.monotonic()
             reason = self.cancel.check() if cancellable else None
             if reason:

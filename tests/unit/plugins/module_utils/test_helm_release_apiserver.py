@@ -94,6 +94,12 @@ class FakeRunning:
             return None
         return self.rc
 
+    def wait_up_to(self, seconds):
+        rc = self.poll()
+        if rc is None:
+            rel.time.sleep(seconds)  # the test's clock
+        return rc
+
     def stop(self):
         self.polls = 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from unittest import mock
 
 import pytest
@@ -116,11 +117,21 @@ def test_invalid_options(update, fragment):
     assert CANARY not in err.value.message
 
 
+def mocked_boto3(client):
+    """A mocked boto3 whose rds client is `client` (botocore's real exception classes), and the
+    patch that makes rds_auth_token import it."""
+    import botocore.exceptions
+
+    boto3 = mock.Mock()
+    boto3.client.return_value = client
+    return boto3, mock.patch.object(pgc, "_load_boto3", return_value=(boto3, botocore.exceptions))
+
+
 def test_rds_token_from_mocked_boto3():
     client = mock.Mock()
     client.generate_db_auth_token.return_value = "TOKEN-" + CANARY
-    with mock.patch.object(pgc, "boto3") as boto3, mock.patch.object(pgc, "HAS_BOTO3", True):
-        boto3.client.return_value = client
+    boto3, patched = mocked_boto3(client)
+    with patched:
         token = pgc.rds_auth_token(params(connector="awsiamrds", login_password=None,
                                           aws_region="eu-west-1", login_port=None))
     boto3.client.assert_called_once_with("rds", region_name="eu-west-1")
@@ -136,9 +147,7 @@ def test_rds_token_is_the_password_and_never_in_failures():
     client.generate_db_auth_token.return_value = token
     err = pgc.psycopg2.OperationalError(
         f'connection to server failed: FATAL:  PAM authentication failed for user "coder" {token}')
-    with mock.patch.object(pgc, "boto3") as boto3, mock.patch.object(pgc, "HAS_BOTO3", True), \
-            mock.patch.object(pgc.psycopg2, "connect", side_effect=err) as connect:
-        boto3.client.return_value = client
+    with mocked_boto3(client)[1], mock.patch.object(pgc.psycopg2, "connect", side_effect=err) as connect:
         tok = pgc.rds_auth_token(p)
         with pytest.raises(pgc.ConnectionFailure) as failure:
             pgc.open_connection(p, tok)
@@ -156,15 +165,14 @@ def test_rds_token_errors(exc_name, reason, fragment):
 
     client = mock.Mock()
     client.generate_db_auth_token.side_effect = getattr(botocore.exceptions, exc_name)()
-    with mock.patch.object(pgc, "boto3") as boto3, mock.patch.object(pgc, "HAS_BOTO3", True):
-        boto3.client.return_value = client
+    with mocked_boto3(client)[1]:
         with pytest.raises(pgc.ConnectionFailure) as err:
             pgc.rds_auth_token(params(connector="awsiamrds", login_password=None))
     assert err.value.reason == reason and fragment in err.value.message
 
 
 def test_rds_without_boto3():
-    with mock.patch.object(pgc, "HAS_BOTO3", False):
+    with mock.patch.dict(sys.modules, {"boto3": None}):  # `import boto3` raises ImportError
         with pytest.raises(pgc.ConnectionFailure) as err:
             pgc.rds_auth_token(params(connector="awsiamrds", login_password=None))
     assert "boto3" in err.value.message
