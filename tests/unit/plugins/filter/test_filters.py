@@ -9,6 +9,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.coderops.deploy.plugins.filter import (
     coder_connection_budget,
+    coder_option_names,
     coder_pg_url,
     coder_values_merge,
 )
@@ -21,6 +22,33 @@ def test_filters_are_registered():
     assert "coder_connection_budget" in coder_connection_budget.FilterModule().filters()
     assert "coder_values_merge" in coder_values_merge.FilterModule().filters()
     assert "coder_pg_url" in coder_pg_url.FilterModule().filters()
+    assert "coder_option_names" in coder_option_names.FilterModule().filters()
+
+
+@pytest.mark.parametrize("message,expected", [
+    ("Check login_user and login_password (or CODER_PG_USER and CODER_PG_PASSWORD)",
+     "Check coder_db_user and coder_db_password (or CODER_PG_USER and CODER_PG_PASSWORD)"),
+    ("login_db is empty; set it", "coder_db_name is empty; set it"),
+    # Whole names only: not inside a longer name, not after a prefix.
+    ("login_db_extra, coder_login_db, CODER_PG_LOGIN_DB", "login_db_extra, coder_login_db, CODER_PG_LOGIN_DB"),
+    # Paths into an option keep their rest.
+    ("extra_envs[0].name DB_HOST shadows", "coder_extra_envs[0].name DB_HOST shadows"),
+    # Plain words are left alone even when they are options.
+    ("the host name does not resolve", "the host name does not resolve"),
+    # A longer option that contains a shorter one is renamed whole.
+    ("ssl_mode_extra and ssl_mode", "coder_ssl_mode_extra and coder_db_ssl_mode"),
+])
+def test_option_names(message, expected):
+    names = {"login_user": "coder_db_user", "login_password": "coder_db_password", "login_db": "coder_db_name",
+             "extra_envs": "coder_extra_envs", "host": "coder_db_host", "ssl_mode": "coder_db_ssl_mode",
+             "ssl_mode_extra": "coder_ssl_mode_extra"}
+    assert coder_option_names.coder_option_names(message, names) == expected
+
+
+def test_option_names_error():
+    with pytest.raises(AnsibleFilterError) as err:
+        coder_option_names.coder_option_names("x", ["login_user"])
+    assert str(err.value).startswith("coderops.deploy.coder_option_names: names must be a dictionary")
 
 
 def test_budget_is_the_shared_function():
