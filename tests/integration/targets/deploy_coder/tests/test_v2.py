@@ -388,7 +388,7 @@ REFUSALS = {
     "v2-source-ranges": ({**V2, "coder_service": {"load_balancer_source_ranges": ["10.0.0.0/8"]}},
                          ["coder_service.load_balancer_source_ranges", "Coder v1 chart only"]),
     "v2-idle-above-pool": ({**V2, "coder_db_max_idle_connections": 11},
-                           ["coder_db_max_idle_connections", "between 0 and max_db_connections"]),
+                           ["coder_db_max_idle_connections", "between 0 and coder_max_db_connections"]),
     "v2-owned-env": ({**V2, "coder_extra_envs": [{"name": "CODER_PG_CONNECTION_URL", "value": "x"}]},
                      ["coder_extra_envs[0].name", "CODER_PG_CONNECTION_URL"]),
     "v2-bad-url-secret-name": ({**V2, "coder_db_url_secret": "Coder_URL"}, ["coder_db_url_secret"]),
