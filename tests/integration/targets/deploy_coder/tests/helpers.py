@@ -7,6 +7,7 @@ with kubectl and helm, log in to PostgreSQL with coder_pg_facts."""
 from __future__ import annotations
 
 import base64
+import collections
 import gzip
 import hashlib
 import json
@@ -249,14 +250,17 @@ def record(name, **values):
         fh.write(json.dumps({"name": name, **values}) + "\n")
 
 
+NamespaceScan = collections.namedtuple("NamespaceScan", "hits objects kept")
+
+
 def namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
     """Where the needles (leaks.forms of a secret) appear in helm's records of every revision
     (values --all, get all, the decoded release Secrets) and in every object of the namespace,
     leaving out the data of the Secrets in skip_data (where the secret belongs). Also asserts that
     no object carries a last-applied-configuration annotation.
 
-    Returns the hits by place, the number of namespace objects searched, and the data of the
-    skipped Secrets (for a test to check that the secret is where it belongs)."""
+    Returns a NamespaceScan: the hits by place, the number of namespace objects searched, and the
+    data of the skipped Secrets (for a test to check that the secret is where it belongs)."""
     from leaks import find  # leaks.py is stdlib only; imported here so that helpers stays importable alone
 
     hits = {}
@@ -265,12 +269,12 @@ def namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
                           ("helm get all", ["get", "all", "coder"])):
             out = subprocess.run([binary, *cmd, "-n", ns, "--revision", str(rev["revision"])], check=False,
                                  capture_output=True, env=ENV).stdout
-            if find(out, needles):
-                hits[f"{what} revision {rev['revision']}"] = find(out, needles)
+            if found := find(out, needles):
+                hits[f"{what} revision {rev['revision']}"] = found
     for sec in kubectl_json("get", "secrets", "-n", ns, "-l", "owner=helm")["items"]:
         release = gzip.decompress(base64.b64decode(base64.b64decode(sec["data"]["release"])))
-        if find(release, needles):
-            hits[f"release Secret {sec['metadata']['name']}"] = find(release, needles)
+        if found := find(release, needles):
+            hits[f"release Secret {sec['metadata']['name']}"] = found
     dump = kubectl_json("get", "secrets,configmaps,events,deployments,replicasets,pods,services,"
                         "serviceaccounts,leases,jobs", "-n", ns)
     skipped = {}
@@ -279,6 +283,6 @@ def namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
             skipped[obj["metadata"]["name"]] = obj.pop("data", None)
         annotations = obj["metadata"].get("annotations") or {}
         assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, obj["metadata"]["name"]
-    if find(json.dumps(dump), needles):
-        hits["namespace objects"] = find(json.dumps(dump), needles)
-    return hits, len(dump["items"]), skipped
+    if found := find(json.dumps(dump), needles):
+        hits["namespace objects"] = found
+    return NamespaceScan(hits, len(dump["items"]), skipped)

@@ -174,12 +174,12 @@ def test_no_run_shows_the_password(binary, canary, observe):
         hits.update(scan_tree(canary["root"], needles, skip=(canary["secret_dir"],)))
         hits.update(canary["proc_hits"])
         # Helm's records of every revision, and everything in the namespace but the password Secret's data.
-        found, objects = namespace_hits(binary, ns, needles)[:2]
-        hits.update(found)
+        scan = namespace_hits(binary, ns, needles)
+        hits.update(scan.hits)
         assert not hits, f"the canary password leaked: {hits}"
         assert canary["samples"] > 50, "the process watcher took too few samples"
         observe(f"0 hits: {len(canary['outputs'])} run outputs, {len(events)} job events, "
-                f"{len(history(binary, ns))} revisions, {objects} namespace objects, "
+                f"{len(history(binary, ns))} revisions, {scan.objects} namespace objects, "
                 f"{canary['samples']} /proc samples searched in {len(needles)} encodings")
     finally:
         delete_namespace(ns)
@@ -318,14 +318,15 @@ def test_no_entry_point_shows_the_password(canary, observe):
                    name="rollback_coder")
         assert res.rc == 0, res.output[-4000:]
         runs += ["upgrade", "rollback_coder.yml --check --diff", "rollback_coder.yml"]
-        hits, objects = namespace_hits(binary, ns, both)[:2]
+        scan = namespace_hits(binary, ns, both)
+        hits = scan.hits
         res = _run(canary, "e-uninstall-check", binary, ns, args=("-vvvv", "--check", "--diff"),
                    password_file=new_file, name="uninstall_coder")
         res = _run(canary, "e-uninstall", binary, ns, password_file=new_file, name="uninstall_coder")
         assert res.rc == 0, res.output[-4000:]
         assert history(binary, ns) == []
         runs += ["uninstall_coder.yml --check --diff", "uninstall_coder.yml"]
-        more = namespace_hits(binary, ns, both)[0]
+        more = namespace_hits(binary, ns, both).hits
         hits.update({f"after uninstall: {k}": v for k, v in more.items()})
 
         # The two modules alone, in a user's playbook.
@@ -367,6 +368,6 @@ def test_no_entry_point_shows_the_password(canary, observe):
         hits.update(canary["proc_hits"])
         assert not hits, f"a canary password leaked: {hits}"
         observe(f"0 hits for either canary after {len(runs)} runs ({', '.join(runs)}); "
-                f"{objects} namespace objects, {canary['samples']} /proc samples, {len(both)} needles")
+                f"{scan.objects} namespace objects, {canary['samples']} /proc samples, {len(both)} needles")
     finally:
         delete_namespace(ns)

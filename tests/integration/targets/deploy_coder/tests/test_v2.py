@@ -521,11 +521,11 @@ def test_v2_no_run_shows_the_password_or_the_url(binary, v2_canary):
                 hits[f"output of {tag}"] = find(output, needles)
         hits.update(scan_tree(canary["root"], needles, skip=(canary["secret_dir"],)))
         hits.update(proc_hits)
-        found, kept = namespace_hits(binary, ns, needles, skip_data=(URL_SECRET,))[::2]
-        hits.update(found)
+        scan = namespace_hits(binary, ns, needles, skip_data=(URL_SECRET,))
+        hits.update(scan.hits)
         # Where the URL belongs: the URL Secret's data, and only there.
-        assert URL_SECRET in kept
-        assert base64.b64decode(kept[URL_SECRET]["url"]).decode() == url
+        assert URL_SECRET in scan.kept
+        assert base64.b64decode(scan.kept[URL_SECRET]["url"]).decode() == url
         assert not hits, f"the canary password or URL leaked: {hits}"
         assert samples > 20, "the process watcher took too few samples"
         # Positive control: the same detectors find the URL where it belongs.
