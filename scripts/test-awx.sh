@@ -5,7 +5,7 @@
 # non-zero when a test failed. A progress line is printed at least every 30 s.
 #
 #   scripts/test-awx.sh              # everything
-#   scripts/test-awx.sh static       # only the offline checks (no test bed needed)
+#   scripts/test-awx.sh static       # only the offline checks (no cluster; the test bed's helm binary, from make testbed)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
