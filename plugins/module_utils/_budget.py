@@ -49,6 +49,7 @@ _BOUNDS = {
     "replicas": (1, 1000),
     "max_db_connections": (1, 100000),
     "surge_percent": (0, 100),
+    "max_surge_pods": (0, 1000),
     "reserve_connections": (0, None),
     "extra_connections_per_replica": (0, 1000),
     "max_connections": (1, None),
@@ -106,11 +107,11 @@ def surge_pods(replicas, surge_percent):
     return -(-replicas * surge_percent // 100)
 
 
-def _largest_fitting_replicas(available, pool, surge_percent):
-    """The most replicas whose peak (with surge pods) still fits `available` with this pool."""
+def _largest_fitting_replicas(available, pool, surge_of):
+    """The most replicas whose peak (with surge_of(replicas) surge pods) still fits `available`."""
     best = 0
     replicas = 1
-    while (replicas + surge_pods(replicas, surge_percent)) * pool <= available:
+    while (replicas + surge_of(replicas)) * pool <= available:
         best = replicas
         replicas += 1
     return best
@@ -122,8 +123,12 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
                       surge_percent=BUDGET_DEFAULTS["surge_percent"],
                       reserve_connections=BUDGET_DEFAULTS["reserve_connections"],
                       extra_connections_per_replica=BUDGET_DEFAULTS[
-                          "extra_connections_per_replica"]):
+                          "extra_connections_per_replica"],
+                      max_surge_pods=None):
     """Compute the budget; raises BudgetError naming the field for bad input.
+
+    `max_surge_pods`, when given, is a fixed number of surge pods (a Deployment strategy whose
+    maxSurge is a whole number, or 0 for Recreate) and replaces surge_percent.
 
     Returns a dict with available, needed_steady, needed_peak, headroom, ok,
     suggested_max_db_connections, plus the inputs and a human message.
@@ -145,7 +150,16 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
         n["extra_connections_per_replica"] = extra
     pool = n["max_db_connections"]
     per_pod = pool + extra
-    surge = surge_pods(n["replicas"], n["surge_percent"])
+    if max_surge_pods is None:
+        def surge_of(replicas):
+            return surge_pods(replicas, n["surge_percent"])
+    else:
+        fixed = _as_int("max_surge_pods", max_surge_pods)
+        n["max_surge_pods"] = fixed
+
+        def surge_of(replicas):
+            return fixed
+    surge = surge_of(n["replicas"])
     pods_at_peak = n["replicas"] + surge
     available = (n["max_connections"] - n["superuser_reserved_connections"]
                  - n["reserved_connections"] - n["held_by_others"] - n["reserve_connections"])
@@ -179,7 +193,7 @@ def connection_budget(max_connections, superuser_reserved_connections, reserved_
             f" to at least {max_connections_needed}"
         )
     else:
-        fit = _largest_fitting_replicas(max(available, 0), 1 + extra, n["surge_percent"])
+        fit = _largest_fitting_replicas(max(available, 0), 1 + extra, surge_of)
         message = (
             f"does not fit: {plan}, but only {breakdown}; not even a pool of 1 fits. Fix: raise"
             f" max_connections on the server to at least {max_connections_needed}, or free"

@@ -17,6 +17,8 @@ values in the release Secret for good).
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     BUDGET_DEFAULTS,
     V2_EXTRA_CONNECTIONS_PER_REPLICA,
@@ -25,7 +27,18 @@ from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     check_plan,
     connection_budget,
 )
+from ansible_collections.coderops.deploy.plugins.module_utils._coder_version import (
+    V2_FIXED_POOL_IDLE,
+    V2_FIXED_POOL_OPEN,
+    V2_POOL_ENV_SINCE,
+    chart_has_strategy,
+    honours_pool_env,
+    image_tag,
+    parse_version,
+    show,
+)
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_values import (
+    dig,
     helm_merge,
     touched_paths,
 )
@@ -52,6 +65,10 @@ else:
     HAS_YAML = True
 
 SSL_SECRETS = ("ssl_cert_secret", "ssl_key_secret", "ssl_root_cert_secret")
+
+# The user and group Coder's images run as (both charts' securityContext: runAsUser and
+# runAsGroup 1000).
+CODER_GID = 1000
 
 
 def _given(value):
@@ -131,11 +148,22 @@ def _budget(params, spec):
                                    reserve_connections=spec["reserve_connections"],
                                    extra_connections_per_replica=spec[
                                        "extra_connections_per_replica"],
+                                   max_surge_pods=spec["max_surge_pods"],
                                    **inputs)
     except BudgetError as exc:
         field = exc.field if exc.field in BUDGET_DEFAULTS else f"pg_facts.{exc.field}"
         raise InputError(field, f"pg_facts: {exc}") from None
     if not budget["ok"]:
+        if spec["pool_fixed"]:
+            # A smaller pool is no fix for a Coder that does not read the pool env.
+            message = budget["message"].split(" Fix: ")[0].split("; not even")[0]
+            raise InputError("replicas", f"the connection budget {message}. Coder"
+                                         f" {show(spec['coder_version'])} cannot take a smaller"
+                                         f" pool: before {show(V2_POOL_ENV_SINCE)} it holds"
+                                         f" {V2_FIXED_POOL_OPEN} per pool. Fix: lower replicas,"
+                                         f" or raise max_connections on the server to at least"
+                                         f" {budget['max_connections_needed']}, or deploy Coder"
+                                         f" {show(V2_POOL_ENV_SINCE)} or later")
         raise InputError("max_db_connections", "the connection budget " + budget["message"])
     return budget
 
@@ -225,8 +253,27 @@ def normalise(params):
     if not isinstance(overrides, dict):
         raise InputError("values_overrides", "values_overrides must be a dictionary of Helm values")
     spec["values_overrides"] = overrides
-    spec["budget"] = _budget(params, spec)
+    spec["coder_version"], spec["coder_version_from"] = _coder_version(params, overrides)
+    # A fixed number of surge pods (a strategy the chart renders), in place of surge_percent.
+    spec["max_surge_pods"] = None
+    # Whether Coder ignores the pool size it is given (the v2 builder decides).
+    spec["pool_fixed"] = False
     return spec
+
+
+def _coder_version(params, overrides):
+    """The Coder version the values deploy and where it comes from: an image tag set in
+    values_overrides wins over the coder_version option (the chart's appVersion)."""
+    generation = params.get("chart_generation") or "v1"
+    tag = image_tag(overrides, generation)
+    if tag:
+        where = ("values_overrides.coderd.image" if generation == "v1"
+                 else "values_overrides.coder.image.tag")
+        try:
+            return parse_version(where, tag), f"the image tag in {where}"
+        except InputError:
+            return None, where  # a tag that is not a version (latest, a digest): unknown
+    return parse_version("coder_version", params.get("coder_version")), "coder_version"
 
 
 def _refuse_owned_overrides(overrides, owned_paths):
@@ -278,12 +325,43 @@ class _V1Builder:
                 raise InputError(option, f"{option} is an option of the Coder v2 chart only"
                                          f" (chart_generation v2); the v1 chart {fix}")
 
+    @staticmethod
+    def chart_volumes(spec):
+        """The pod volumes the v1 chart names itself (templates/_common.tpl, coder.volumes),
+        with what makes each appear."""
+        overrides = spec["values_overrides"]
+        volumes = {"tmp-pgcerts": "always (coderd copies the certificates there)"}
+        for option, name in (("ssl_cert_secret", "pgcert"), ("ssl_key_secret", "pgkey"),
+                             ("ssl_root_cert_secret", "pgrootcert")):
+            if spec[option]:
+                volumes[name] = f"for {option}"
+        for path, name in ((("coderd", "tls", "hostSecretName"), "tls"),
+                           (("coderd", "tls", "devurlsHostSecretName"), "devurltls"),
+                           (("coderd", "clientTLS", "secretName"), "clientcert")):
+            if dig(overrides, *path):
+                volumes[name] = "for values_overrides." + ".".join(path)
+        certs = dig(overrides, "certs", "secret", "name")
+        if certs and isinstance(certs, str):
+            volumes[certs] = "for values_overrides.certs.secret.name"
+        return volumes
+
     def check(self, spec):
         if spec["password_secret"]:
             why = (", which no_password_env needs because the chart names a volume after the"
                    " Secret") if spec["no_password_env"] else ""
             check_secret_name("password_secret", spec["password_secret"],
                               label=spec["no_password_env"], why=why)
+        taken = self.chart_volumes(spec)
+        if spec["no_password_env"] and spec["password_secret"] in taken:
+            name = spec["password_secret"]
+            raise InputError("password_secret", f"password_secret {name!r} cannot be used with"
+                                                f" no_password_env: the Coder v1 chart then"
+                                                f" names a volume after the Secret, and it has a"
+                                                f" volume {name!r} of its own"
+                                                f" ({taken[name]}), so the API server would"
+                                                f" reject the Deployment (duplicate volume"
+                                                f" name); rename the Secret, for example to"
+                                                f" 'coder-db-password'")
         for index, env in enumerate(spec["extra_envs"]):
             field = f"extra_envs[{index}].name"
             if env["name"] in self.chart_env:
@@ -342,9 +420,45 @@ class _V1Builder:
             values["ingress"] = ingress
         return values
 
+    @staticmethod
+    def finish(values, spec):
+        """The v1 chart renders coderd.serviceSpec whole, merged with its defaults, one of which
+        is externalTrafficPolicy: Local; the API server allows that field only on Services that
+        are reachable from outside (LoadBalancer, NodePort). For any other type the values null
+        it (which removes the chart's default), or refuse a policy that the input sets."""
+        service = dig(values, "coderd", "serviceSpec")
+        if not isinstance(service, dict):
+            return
+        kind = service.get("type") or "LoadBalancer"
+
+        def origin(option, key):
+            if spec["service"].get(option) is not None:
+                return f"service.{option}"
+            return f"values_overrides.coderd.serviceSpec.{key}"
+
+        if kind not in ("LoadBalancer", "NodePort"):
+            if "externalTrafficPolicy" not in service:
+                service["externalTrafficPolicy"] = None
+            elif service["externalTrafficPolicy"] is not None:
+                where = origin("external_traffic_policy", "externalTrafficPolicy")
+                raise InputError(where, f"{where} is set, but the Service type is {kind}: the"
+                                        f" API server allows an external traffic policy only"
+                                        f" for LoadBalancer and NodePort Services; remove"
+                                        f" {where}, or use service type LoadBalancer or"
+                                        f" NodePort")
+        if kind != "LoadBalancer" and service.get("loadBalancerSourceRanges"):
+            where = origin("load_balancer_source_ranges", "loadBalancerSourceRanges")
+            raise InputError(where, f"{where} is set, but the Service type is {kind}: the API"
+                                    f" server allows source ranges only for LoadBalancer"
+                                    f" Services; remove {where}, or use service type"
+                                    f" LoadBalancer")
+
 
 # The pool of the Coder v2 chart: CODER_PG_CONN_MAX_OPEN defaults to 10 in Coder v2.
 V2_POOL_DEFAULT = 10
+
+# The v2 chart mounts each coder.certs.secrets entry as a volume named ca-cert-<Secret name>.
+V2_CA_VOLUME_PREFIX = "ca-cert-"
 
 # Where the v2 values mount the TLS files, and so the paths the connection URL must name.
 # The CA bundle goes through coder.certs.secrets, which the chart mounts at
@@ -424,6 +538,22 @@ class _V2Builder:
                                            " with the coderops.deploy.coder_pg_url filter from"
                                            " the connection_url_options this module returns)")
         check_secret_name("url_secret", spec["url_secret"])
+        ca = spec["ssl_root_cert_secret"]
+        if ca:
+            # The chart names the CA volume ca-cert-<Secret name>: a DNS-1123 label of at most 63.
+            check_secret_name("ssl_root_cert_secret.name", ca["name"], label=True,
+                              max_len=63 - len(V2_CA_VOLUME_PREFIX),
+                              why=f", which the Coder v2 chart needs because it names the CA"
+                                  f" volume {V2_CA_VOLUME_PREFIX}<Secret name>")
+        self._check_pool_version(spec)
+        self._take_strategy(spec)
+        kind = spec["service"].get("type") or "LoadBalancer"
+        for option in ("external_traffic_policy", "load_balancer_ip"):
+            if spec["service"].get(option) is not None and kind != "LoadBalancer":
+                raise InputError(f"service.{option}",
+                                 f"service.{option} is set, but the Coder v2 chart renders it"
+                                 f" only for service type LoadBalancer and would drop it for"
+                                 f" {kind}; remove service.{option}, or use type LoadBalancer")
         idle = spec["max_idle_connections"]
         if idle is not None:
             if isinstance(idle, bool) or not isinstance(idle, int):
@@ -442,6 +572,59 @@ class _V2Builder:
                                         f" {self.owned_env[env['name']]} option; set that"
                                         f" instead")
         _refuse_owned_overrides(spec["values_overrides"], self.owned_paths)
+
+    @staticmethod
+    def _check_pool_version(spec):
+        """Coder before 2.30 ignores the pool env and holds 10 open, 3 idle per pool: refuse
+        another size, which the budget would count while Coder does not use it."""
+        version = spec["coder_version"]
+        if honours_pool_env(version):
+            return
+        spec["pool_fixed"] = True
+        since = show(V2_POOL_ENV_SINCE)
+        for option, fixed, env in (("max_db_connections", V2_FIXED_POOL_OPEN,
+                                    "CODER_PG_CONN_MAX_OPEN"),
+                                   ("max_idle_connections", V2_FIXED_POOL_IDLE,
+                                    "CODER_PG_CONN_MAX_IDLE")):
+            value = spec[option]
+            if value is not None and value != fixed:
+                raise InputError(option, f"{option} is {value}, but Coder {show(version)} (from"
+                                         f" {spec['coder_version_from']}) ignores {env}: before"
+                                         f" {since} Coder holds {fixed} per pool whatever it is"
+                                         f" set to, so the connection budget would count a"
+                                         f" pool Coder does not use. Leave {option} unset (or"
+                                         f" set it to {fixed}), or deploy Coder {since} or"
+                                         f" later")
+
+    @staticmethod
+    def _take_strategy(spec):
+        """A coder.strategy in the overrides sets the surge the budget counts, on the charts
+        that render it; older charts drop it and Kubernetes' default (25%) applies."""
+        strategy = dig(spec["values_overrides"], "coder", "strategy")
+        if strategy is None or not chart_has_strategy(spec["coder_version"]):
+            return
+        where = "values_overrides.coder.strategy"
+        if not isinstance(strategy, dict):
+            raise InputError(where, f"{where} must be a Deployment strategy (a dictionary with"
+                                    f" type and rollingUpdate)")
+        kind = strategy.get("type") or "RollingUpdate"
+        if kind == "Recreate":
+            spec["max_surge_pods"] = 0
+            return
+        if kind != "RollingUpdate":
+            raise InputError(f"{where}.type", f"{where}.type must be RollingUpdate or Recreate;"
+                                              f" got {kind!r}")
+        surge = dig(strategy, "rollingUpdate", "maxSurge")
+        if surge is None:
+            return
+        if isinstance(surge, int) and not isinstance(surge, bool):
+            spec["max_surge_pods"] = surge
+        elif isinstance(surge, str) and re.fullmatch(r"\d{1,3}%", surge):
+            spec["surge_percent"] = int(surge[:-1])
+        else:
+            raise InputError(f"{where}.rollingUpdate.maxSurge",
+                             f"{where}.rollingUpdate.maxSurge must be a whole number of pods or"
+                             f" a percentage such as '25%'; got {surge!r}")
 
     @staticmethod
     def url_options(spec):
@@ -473,9 +656,11 @@ class _V2Builder:
         if spec["connector"] == "awsiamrds":
             env.append({"name": "CODER_PG_AUTH", "value": "awsiamrds"})
         idle = spec["max_idle_connections"]
-        env.append({"name": "CODER_PG_CONN_MAX_OPEN", "value": str(spec["max_db_connections"])})
-        env.append({"name": "CODER_PG_CONN_MAX_IDLE",
-                    "value": "auto" if idle is None else str(idle)})
+        if honours_pool_env(spec["coder_version"]):
+            env.append({"name": "CODER_PG_CONN_MAX_OPEN",
+                        "value": str(spec["max_db_connections"])})
+            env.append({"name": "CODER_PG_CONN_MAX_IDLE",
+                        "value": "auto" if idle is None else str(idle)})
         coder = {"replicaCount": spec["replicas"], "env": env + spec["extra_envs"]}
         if spec["ssl_root_cert_secret"]:
             coder["certs"] = {"secrets": [dict(spec["ssl_root_cert_secret"])]}
@@ -493,6 +678,10 @@ class _V2Builder:
                 {"name": "pg-client-cert", "mountPath": V2_CLIENT_CERT_DIR, "readOnly": True},
                 {"name": "pg-client-key", "mountPath": V2_CLIENT_KEY_DIR, "readOnly": True},
             ]
+            # The key is root-owned and 0640 and Coder runs as uid 1000: it reads the key only
+            # through the group that fsGroup gives the volume. A podSecurityContext of the user's
+            # (values_overrides) is merged over this, so theirs wins.
+            coder["podSecurityContext"] = {"fsGroup": CODER_GID}
         service = {}
         for option, key in (("type", "type"), ("external_traffic_policy", "externalTrafficPolicy"),
                             ("load_balancer_ip", "loadBalancerIP")):
@@ -506,6 +695,10 @@ class _V2Builder:
         if spec["service_account_annotations"]:
             coder["serviceAccount"] = {"annotations": dict(spec["service_account_annotations"])}
         return {"coder": coder}
+
+    @staticmethod
+    def finish(values, spec):
+        """Nothing to fix on the merged v2 values (the chart renders the Service field by field)."""
 
 
 BUILDERS = {"v1": _V1Builder(), "v2": _V2Builder()}
@@ -527,8 +720,11 @@ def build_values_and_url(params):
     builder.refuse_options(params)
     spec = normalise(params)
     builder.check(spec)
+    # After the builder's checks: they may set what the chart makes of the pool and the surge.
+    spec["budget"] = _budget(params, spec)
     values = builder.build(spec)
     values = helm_merge(values, spec["values_overrides"], names=["values", "values_overrides"])
+    builder.finish(values, spec)
     url = builder.url_options(spec) if hasattr(builder, "url_options") else None
     return values, spec["budget"], url
 

@@ -73,3 +73,12 @@ def touched_paths(overrides, prefix=()):
         if isinstance(value, Mapping):
             paths.extend(touched_paths(value, path))
     return paths
+
+
+def dig(values, *keys):
+    """values[k1][k2]...; None where a key is missing or a level is not a dictionary."""
+    for key in keys:
+        if not isinstance(values, Mapping):
+            return None
+        values = values.get(key)
+    return values

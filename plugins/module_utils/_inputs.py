@@ -114,24 +114,26 @@ def is_dns1123_subdomain(name):
             and all(is_dns1123_label(part) for part in name.split(".")))
 
 
-def _suggest_name(name):
+def _suggest_name(name, max_len=63):
     cleaned = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")
-    return cleaned[:63].strip("-") or "coder-db"
+    return cleaned[:max_len].strip("-") or "coder-db"
 
 
-def check_secret_name(field, name, label=False, why=""):
-    """A Kubernetes Secret name: a DNS-1123 subdomain, or a DNS-1123 label when `label`."""
+def check_secret_name(field, name, label=False, why="", max_len=63):
+    """A Kubernetes Secret name: a DNS-1123 subdomain, or a DNS-1123 label of at most `max_len`
+    characters when `label` (a chart that names a volume "<prefix><Secret name>" leaves less
+    than a label's 63)."""
     require_text(field, name, "the name of a Kubernetes Secret")
-    ok = is_dns1123_label(name) if label else is_dns1123_subdomain(name)
+    ok = is_dns1123_label(name) and len(name) <= max_len if label else is_dns1123_subdomain(name)
     if not ok:
         if label:
-            kind = ("a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters,"
-                    " starting and ending with a letter or digit, no dots)")
+            kind = (f"a DNS-1123 label (lower-case letters, digits and '-', at most {max_len}"
+                    f" characters, starting and ending with a letter or digit, no dots)")
         else:
             kind = ("a DNS-1123 name (lower-case letters, digits, '-' and '.', at most 253"
                     " characters, each dot-separated part starting and ending with a letter or digit)")
         raise InputError(field, f"{field} {name!r} is not {kind}{why}; rename the Secret, for"
-                                f" example to {_suggest_name(name)!r}")
+                                f" example to {_suggest_name(name, max_len if label else 63)!r}")
     return name
 
 

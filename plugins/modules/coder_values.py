@@ -71,11 +71,26 @@ options:
       - Refused with O(chart_generation=v1).
     type: str
     version_added: 0.2.0
+  coder_version:
+    description:
+      - The Coder version the values deploy, such as V(2.30.1) or V(v2.30.1) - the chart's
+        C(appVersion). An image tag set in O(values_overrides) (C(coder.image.tag) for v2,
+        C(coderd.image) for v1) wins over it.
+      - With O(chart_generation=v2), it decides the pool (see O(max_db_connections)) and whether
+        the chart renders C(coder.strategy).
+      - When not given (and no image tag is set), Coder is taken to honour the pool variables
+        and the chart to render C(coder.strategy).
+    type: str
+    version_added: 0.2.0
   max_db_connections:
     description:
       - Size of each replica's connection pool.
       - With O(chart_generation=v1), C(CODER_MAX_DB_CONNECTIONS); V(30) when not given (Coder's default).
       - With O(chart_generation=v2), C(CODER_PG_CONN_MAX_OPEN); V(10) when not given (Coder's default).
+      - C(CODER_PG_CONN_MAX_OPEN) and C(CODER_PG_CONN_MAX_IDLE) exist from Coder 2.30 on. Coder 2.25
+        to 2.29 hold 10 open and 3 idle connections per pool whatever the env says, so with an
+        older O(coder_version) the values leave both variables out, the budget counts 10, and a
+        O(max_db_connections) other than 10 (or a O(max_idle_connections) other than 3) is refused.
     type: int
     # The shared budget fragment says 30; here the default depends on chart_generation.
     default: null
@@ -83,7 +98,8 @@ options:
     description:
       - With O(chart_generation=v2), C(CODER_PG_CONN_MAX_IDLE), between 0 and O(max_db_connections).
         When not given, V(auto) (Coder's default, a third of the open connections).
-      - Refused with O(chart_generation=v1).
+      - Refused with O(chart_generation=v1). With a Coder v2 older than 2.30, refused unless V(3)
+        (see O(max_db_connections)).
     type: int
     version_added: 0.2.0
   extra_connections_per_replica:
@@ -262,6 +278,11 @@ options:
     description:
       - More values, deep-merged last the way Helm merges values files (maps merge, lists and
         scalars replace, a null removes the key and its chart default).
+      - With O(chart_generation=v2), a C(coder.strategy) here sets the surge the connection budget
+        counts (V(Recreate) none, C(rollingUpdate.maxSurge) as pods or a percentage), on charts
+        from the 2.32 line on; older charts have no C(coder.strategy) and Kubernetes' 25% applies.
+      - A C(coder.podSecurityContext) here is merged over the one the module sets for a client
+        certificate (C(fsGroup) 1000), so its keys win.
       - Keys this module builds from checked options are refused here (C(postgres.*),
         C(coderd.replicas), C(coderd.extraEnvs)); set the options instead.
     type: dict
@@ -278,9 +299,16 @@ notes:
   - Read the result's values as C(result['values']) in Jinja; C(result.values) is the dictionary's C(values) method.
   - With O(chart_generation=v2) and a client certificate, the key file is mounted with mode C(0640)
     and owned by root (libpq and Go's lib/pq refuse a key that group or others can read unless
-    root owns it, and then allow at most C(0640)). The Coder container runs as user 1000, so it
-    reads the key only through the group, so the pod needs C(fsGroup) 1000 (not tested against the
-    real chart; check that the chart version in use lets you set it).
+    root owns it, and then allow at most C(0640)). The Coder container runs as user 1000 and
+    reads the key through the group, so the values set C(coder.podSecurityContext.fsGroup) to
+    1000.
+  - With O(chart_generation=v2), the CA Secret of O(ssl_root_cert_secret) becomes a volume named
+    C(ca-cert-<Secret name>), so its name must be a DNS-1123 label of at most 55 characters.
+  - With O(chart_generation=v1), the chart merges C(coderd.serviceSpec) with its defaults, which
+    carry C(externalTrafficPolicy=Local); for a Service of type C(ClusterIP) the values set it to
+    null (the API server allows it only for C(LoadBalancer) and C(NodePort)). With
+    O(no_password_env), the password Secret must not share a name with a volume of the chart
+    (C(tmp-pgcerts), and C(pgcert), C(pgkey), C(pgrootcert) while those are in use).
   - With O(chart_generation=v2), the values name the URL Secret only. Create it separately, with
     the URL under the key C(url), built from RV(connection_url_options) and the password.
 seealso:
@@ -504,6 +532,7 @@ def main():
     argument_spec.update(
         url_secret={"type": "str", "no_log": False},
         max_idle_connections={"type": "int"},
+        coder_version={"type": "str"},
         chart_generation={"type": "str", "default": "v1", "choices": sorted(BUILDERS)},
         pg_facts={"type": "dict"},
         host={"type": "str"},

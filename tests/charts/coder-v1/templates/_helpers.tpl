@@ -84,10 +84,13 @@ ignored.
 {{- end }}
 
 {{/*
-Volume mounts of both containers.
+Volume mounts of both containers: always tmp-pgcerts (coderd copies the certificates there), then
+the database's.
 */}}
 {{- define "coder.dbVolumeMounts" -}}
 {{- $pg := .Values.postgres -}}
+- name: tmp-pgcerts
+  mountPath: /tmp/pgcerts
 {{- if not $pg.default.enable }}
 {{- if $pg.ssl.certSecret.name }}
 - name: pgcert
@@ -113,11 +116,14 @@ Volume mounts of both containers.
 {{- end }}
 
 {{/*
-Volumes of the pod (secret volumes, no defaultMode). With noPasswordEnv, the password volume is
-named after the Secret itself; like the real chart, nothing checks that the name is set.
+Volumes of the pod: always the emptyDir tmp-pgcerts, then secret volumes (no defaultMode). With
+noPasswordEnv, the password volume is named after the Secret itself; like the real chart, nothing
+checks that the name is set, nor that it differs from the chart's own volume names.
 */}}
 {{- define "coder.dbVolumes" -}}
 {{- $pg := .Values.postgres -}}
+- name: tmp-pgcerts
+  emptyDir: {}
 {{- if not $pg.default.enable }}
 {{- if $pg.ssl.certSecret.name }}
 - name: pgcert

@@ -135,7 +135,7 @@ CODERD_ROWS = [
      {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "loadBalancerIP": "192.0.2.10",
       "loadBalancerSourceRanges": ["192.0.2.0/24"]}),
     ("coderd.serviceSpec", {"service": {"type": "ClusterIP", "external_traffic_policy": None}},
-     {"type": "ClusterIP"}),
+     {"type": "ClusterIP", "externalTrafficPolicy": None}),
     ("coderd.builtinProviderServiceAccount.annotations",
      {"connector": "awsiamrds",
       "service_account_annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},

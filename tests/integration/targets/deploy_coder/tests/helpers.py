@@ -243,6 +243,31 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def key_readable_by_coder(pod, container, volume):
+    """Whether the container can use the key in a Secret volume: its user can read the file, and
+    Coder's PostgreSQL driver (its lib/pq fork) accepts the file's mode, which is 0600, or owned by
+    root and at most 0640 (chart contract).
+
+    Models what the kubelet does with a Secret volume: the files are owned by root, their group is
+    the pod's fsGroup (root without one, and then the mode gets g+r), their mode is defaultMode
+    (0644 when unset). The user and groups are the container's securityContext over the pod's.
+    """
+    secret = next(v for v in pod.get("volumes", []) if v["name"] == volume)["secret"]
+    mode = secret.get("defaultMode", 0o644)
+    pod_sc = pod.get("securityContext") or {}
+    sc = {**pod_sc, **(container.get("securityContext") or {})}
+    uid, gid = sc.get("runAsUser", 0), sc.get("runAsGroup", 0)
+    groups = {gid, *pod_sc.get("supplementalGroups", [])}
+    file_gid = 0
+    if pod_sc.get("fsGroup") is not None:
+        file_gid = pod_sc["fsGroup"]
+        groups.add(file_gid)
+        mode |= 0o440  # read-only volumes: the kubelet adds owner and group read
+    readable = uid == 0 or (file_gid in groups and mode & 0o040) or mode & 0o004
+    driver_accepts = mode & 0o077 == 0 or mode & 0o137 == 0  # the owner is root
+    return bool(readable and driver_accepts)
+
+
 def record(name, **values):
     """Append measured numbers (durations) to the log directory's measurements.jsonl."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)

@@ -223,8 +223,14 @@ def test_install_awsiamrds(binary, namespace):
     assert secret_hash(namespace, "coder-db-password") is None
     names = [s["metadata"]["name"] for s in kubectl_json("get", "secrets", "-n", namespace)["items"]]
     assert not any("password" in n for n in names), names
-    sa = kubectl_json("get", "serviceaccount", "environments", "-n", namespace)
+    # On the ServiceAccount coderd runs as (the real chart's templates/rbac.yaml), not on the
+    # workspaces' environments.
+    sa = kubectl_json("get", "serviceaccount", "coder", "-n", namespace)
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
+    pod = kubectl_json("get", "deployment", "coderd", "-n", namespace)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "coder"
+    workspaces = kubectl_json("get", "serviceaccount", "environments", "-n", namespace)
+    assert "eks.amazonaws.com/role-arn" not in (workspaces["metadata"].get("annotations") or {})
 
 
 def test_builtin_database_is_always_off(namespace):

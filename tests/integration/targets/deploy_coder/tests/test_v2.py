@@ -8,10 +8,10 @@ password, mTLS, awsiamrds, uninstall; the options of one generation refused with
 before anything changes; and the canary password (plain, URL-encoded, inside the whole URL) in
 no output, file, process, Helm revision or namespace object but the URL Secret.
 
-The stand-in chart tests/charts/coder-v2 is served from a chart repository on loopback as 2.25.0
-and 2.26.0 (`helm package --version`, as the v1 tests do with coder-v1), so that an upgrade
-changes the chart version. The URL the tests expect is built here, independently of the
-collection's coder_pg_url filter.
+The stand-in chart tests/charts/coder-v2 is served from a chart repository on loopback as 2.30.0
+and 2.31.0 (`helm package --version`, as the v1 tests do with coder-v1), so that an upgrade
+changes the chart version, and as 2.29.0, a Coder that ignores the pool env (before 2.30). The
+URL the tests expect is built here, independently of the collection's coder_pg_url filter.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from helpers import (
     ENV,
     REPO,
     history,
+    key_readable_by_coder,
     kubectl,
     kubectl_json,
     lease_exists,
@@ -119,8 +120,12 @@ def check_v2_deployment(template, *, url_secret=URL_SECRET, pool=10, idle="auto"
     assert env["CODER_PG_CONNECTION_URL"] == {
         "name": "CODER_PG_CONNECTION_URL",
         "valueFrom": {"secretKeyRef": {"name": url_secret, "key": "url"}}}, env["CODER_PG_CONNECTION_URL"]
-    assert env["CODER_PG_CONN_MAX_OPEN"]["value"] == str(pool)
-    assert env["CODER_PG_CONN_MAX_IDLE"]["value"] == str(idle)
+    if pool is None:
+        # Coder before 2.30 ignores both (chart contract): the values leave them out.
+        assert "CODER_PG_CONN_MAX_OPEN" not in env and "CODER_PG_CONN_MAX_IDLE" not in env
+    else:
+        assert env["CODER_PG_CONN_MAX_OPEN"]["value"] == str(pool)
+        assert env["CODER_PG_CONN_MAX_IDLE"]["value"] == str(idle)
     if awsiamrds:
         assert env["CODER_PG_AUTH"]["value"] == "awsiamrds"
     else:
@@ -145,6 +150,8 @@ def check_v2_deployment(template, *, url_secret=URL_SECRET, pool=10, idle="auto"
         assert volumes["pg-client-key"]["secret"]["secretName"] == client_cert
         assert volumes["pg-client-key"]["secret"]["defaultMode"] == 0o640
         assert volumes["pg-client-key"]["secret"]["items"] == [{"key": "tls.key", "path": "tls.key"}]
+        # Coder (uid 1000) reads the root-owned 0640 key through the pod's fsGroup.
+        assert key_readable_by_coder(spec, coder, "pg-client-key"), spec.get("securityContext")
     else:
         assert "pg-client-cert" not in mounts and "pg-client-key" not in volumes
 
@@ -170,9 +177,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def v2_chart_repo():
-    """A chart repository on loopback with the v2 stand-in as coder 2.25.0 and 2.26.0."""
+    """A chart repository on loopback with the v2 stand-in as coder 2.29.0, 2.30.0 and 2.31.0."""
     root = Path(tempfile.mkdtemp(prefix="coderops-charts-v2-"))
-    for version in ("2.25.0", "2.26.0"):
+    for version in ("2.29.0", "2.30.0", "2.31.0"):
         subprocess.run(["helm3", "package", str(CHART_DIR), "--version", version, "--app-version", version,
                         "-d", str(root)], env=ENV, check=True, capture_output=True)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
@@ -208,9 +215,9 @@ class TestV2Lifecycle:
         ns = new_namespace("coderops-v2")
         state["created"].append(ns)
         state[binary] = ns
-        res = playbook("deploy_coder", binary, ns, _from_repo(v2_chart_repo, "2.25.0"), tag=f"v2-install-{binary}")
+        res = playbook("deploy_coder", binary, ns, _from_repo(v2_chart_repo, "2.30.0"), tag=f"v2-install-{binary}")
         assert res.rc == 0, res.output[-4000:]
-        assert "installed as revision 1 (coder-2.25.0, deployed)" in res.output
+        assert "installed as revision 1 (coder-2.30.0, deployed)" in res.output
         assert "Coder is at http://127.0.0.1" in res.output
         # The budget counts the v2 pool (10) and the assumed 5 more connections per pod.
         assert "max_db_connections 10 + extra_connections_per_replica 5" in res.output
@@ -234,7 +241,7 @@ class TestV2Lifecycle:
     def test_rerun_changes_nothing(self, binary, state, v2_chart_repo):
         ns = state[binary]
         before = secret_hash(ns, URL_SECRET)
-        res = playbook("deploy_coder", binary, ns, _from_repo(v2_chart_repo, "2.25.0"), tag=f"v2-rerun-{binary}")
+        res = playbook("deploy_coder", binary, ns, _from_repo(v2_chart_repo, "2.30.0"), tag=f"v2-rerun-{binary}")
         assert res.rc == 0, res.output[-4000:]
         assert res.recap["changed"] == 0, res.output[-6000:]
         assert "unchanged at revision 1" in res.output
@@ -244,7 +251,7 @@ class TestV2Lifecycle:
     def test_check_mode_changes_nothing(self, binary, state, v2_chart_repo):
         ns = state[binary]
         before = secret_hash(ns, URL_SECRET)
-        res = playbook("deploy_coder", binary, ns, _from_repo(v2_chart_repo, "2.26.0", coder_replicas=2),
+        res = playbook("deploy_coder", binary, ns, _from_repo(v2_chart_repo, "2.31.0", coder_replicas=2),
                        args=("--check", "--diff"), tag=f"v2-check-{binary}")
         assert res.rc == 0, res.output[-4000:]
         assert "would upgrade" in res.output
@@ -256,24 +263,24 @@ class TestV2Lifecycle:
         ns = state[binary]
         before = secret_hash(ns, URL_SECRET)
         res = playbook("deploy_coder", binary, ns, _from_repo(
-            v2_chart_repo, "2.26.0", coder_replicas=2, coder_max_db_connections=12,
+            v2_chart_repo, "2.31.0", coder_replicas=2, coder_max_db_connections=12,
             coder_db_max_idle_connections=4), tag=f"v2-upgrade-{binary}")
         assert res.rc == 0, res.output[-4000:]
-        assert "upgraded to revision 2 (coder-2.26.0, deployed)" in res.output
+        assert "upgraded to revision 2 (coder-2.31.0, deployed)" in res.output
         hist = history(binary, ns)
         assert [(h["revision"], h["status"]) for h in hist] == [(1, "superseded"), (2, "deployed")]
-        assert hist[-1]["chart"] == "coder-2.26.0"
+        assert hist[-1]["chart"] == "coder-2.31.0"
         wait_coder_available(ns, 2)
         dep = coder_deployment(ns)
         assert dep["spec"]["replicas"] == 2
-        assert dep["spec"]["template"]["metadata"]["labels"]["helm.sh/chart"] == "coder-2.26.0"
+        assert dep["spec"]["template"]["metadata"]["labels"]["helm.sh/chart"] == "coder-2.31.0"
         check_v2_deployment(dep["spec"]["template"], pool=12, idle=4)
         check_v2_values(release_values(binary, ns, 2))
         assert secret_hash(ns, URL_SECRET) == before
 
     def test_crashloop_upgrade_rolls_back(self, binary, state, v2_chart_repo):
         ns = state[binary]
-        good = _from_repo(v2_chart_repo, "2.26.0", coder_replicas=2, coder_max_db_connections=12,
+        good = _from_repo(v2_chart_repo, "2.31.0", coder_replicas=2, coder_max_db_connections=12,
                           coder_db_max_idle_connections=4)
         before_values = release_values(binary, ns, 2)
         before_template = coder_deployment(ns)["spec"]["template"]
@@ -286,7 +293,7 @@ class TestV2Lifecycle:
         hist = wait_for(lambda: (h := history(binary, ns)) and h[-1]["status"] == "deployed" and h,
                         120, what="a deployed newest revision")
         assert hist[-1]["revision"] == 4 and hist[-2]["status"] == "failed", hist
-        assert hist[-1]["chart"] == "coder-2.26.0"
+        assert hist[-1]["chart"] == "coder-2.31.0"
         assert release_values(binary, ns, 4) == before_values
         wait_coder_available(ns, 2)
         after = coder_deployment(ns)["spec"]["template"]
@@ -301,7 +308,7 @@ class TestV2Lifecycle:
 
     def test_changed_password_updates_the_url_secret(self, binary, state, v2_chart_repo):
         ns = state[binary]
-        good = _from_repo(v2_chart_repo, "2.26.0", coder_replicas=2, coder_max_db_connections=12,
+        good = _from_repo(v2_chart_repo, "2.31.0", coder_replicas=2, coder_max_db_connections=12,
                           coder_db_max_idle_connections=4)
         before = secret_hash(ns, URL_SECRET)
         revisions = len(history(binary, ns))
@@ -397,6 +404,11 @@ REFUSALS = {
     "v2-budget-does-not-fit": ({**V2, "coder_replicas": 4, "coder_max_db_connections": 20},
                                ["does not fit", "coder_db_extra_connections_per_replica 5",
                                 "Suggested coder_max_db_connections"]),
+    "v2-ca-secret-with-a-dot": ({**V2, "coder_db_ssl_ca_secret": "db.example.internal-ca"},
+                                ["coder_db_ssl_ca_secret 'db.example.internal-ca' is not a DNS-1123 label",
+                                 "ca-cert-<Secret name>"]),
+    "v2-ca-secret-too-long": ({**V2, "coder_db_ssl_ca_secret": "c" * 56},
+                              ["coder_db_ssl_ca_secret", "at most 55 characters"]),
     "v1-idle": ({"coder_db_max_idle_connections": 3},
                 ["coder_db_max_idle_connections", "Coder v2 chart only"]),
     "v2-values-on-v1-chart": ({"coder_chart_generation": "v2", "coder_chart_ref": str(V1_CHART_DIR)},
@@ -533,3 +545,22 @@ def test_v2_no_run_shows_the_password_or_the_url(binary, v2_canary):
         assert "url-base64" in find(raw, needles)
     finally:
         delete_namespace(ns)
+
+
+@pytest.mark.parametrize("binary", HELMS)
+def test_v2_pool_before_2_30(binary, namespace, v2_chart_repo):
+    """Coder 2.29 holds 10 open and 3 idle per pool whatever the env says: the budget counts 10,
+    the values set no pool env, and another pool size is refused before anything changes."""
+    res = playbook("deploy_coder", binary, namespace, _from_repo(v2_chart_repo, "2.29.0"),
+                   tag=f"v2-pool-2.29-{binary}")
+    assert res.rc == 0, res.output[-4000:]
+    assert "max_db_connections 10 + extra_connections_per_replica 5" in res.output
+    check_v2_deployment(coder_deployment(namespace)["spec"]["template"], pool=None)
+    res = playbook("deploy_coder", binary, namespace,
+                   _from_repo(v2_chart_repo, "2.29.0", coder_max_db_connections=5),
+                   tag=f"v2-pool-2.29-refused-{binary}")
+    assert res.rc != 0, res.output[-4000:]
+    assert ("coder_max_db_connections is 5, but Coder 2.29.0 (from the chart's appVersion) ignores"
+            " CODER_PG_CONN_MAX_OPEN") in res.output, res.output[-4000:]
+    assert res.recap["changed"] == 0, res.output[-4000:]
+    assert len(history(binary, namespace)) == 1
