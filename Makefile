@@ -1,14 +1,21 @@
 # coderops.deploy: one entry point for the test bed, the tests and the demo.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The default virtualenv runs the newest supported Ansible (ansible 14.5.0, ansible-core 2.21, which
+# needs Python 3.12 or newer); .venv-oldest the oldest (ansible 12.3.0, ansible-core 2.19, Python
+# 3.11). requirements.txt picks the Ansible by the Python version. pyenv's interpreters are used
+# where their shims are not on PATH.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) python3.11)
 VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-stamp
+VENV_OLDEST := .venv-oldest
+VENV_OLDEST_STAMP := $(VENV_OLDEST)/.requirements-stamp
 TESTBED := python3 testbed/testbed.py
 PG ?=
 # The test bed's state directory (CODER_TESTBED_STATE moves it, e.g. for a second bed).
 TESTBED_STATE := $(or $(CODER_TESTBED_STATE),$(CURDIR)/.testbed)
 
-.PHONY: help prereqs venv testbed testbed-down testbed-status testbed-build test test-testbed test-reliability molecule demo bench
+.PHONY: help prereqs venv venv-oldest testbed testbed-down testbed-status testbed-build test test-testbed test-reliability molecule demo bench
 
 help:
 	@echo "make testbed        bring the local test bed up (PG=\"main small\" picks servers)"
@@ -22,12 +29,21 @@ prereqs:
 
 # The virtualenv is rebuilt when a requirements file changes.
 $(VENV_STAMP): requirements.txt requirements-test.txt
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+	  || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	@echo "venv: installing pinned requirements"
 	@$(VENV)/bin/pip install --quiet -r requirements-test.txt
 	@touch $@
 
+$(VENV_OLDEST_STAMP): requirements.txt requirements-test.txt
+	@test -x $(VENV_OLDEST)/bin/python || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
+	@echo "venv-oldest: installing pinned requirements (ansible-core 2.19)"
+	@$(VENV_OLDEST)/bin/pip install --quiet -r requirements-test.txt
+	@touch $@
+
 venv: $(VENV_STAMP)
+
+venv-oldest: $(VENV_OLDEST_STAMP)
 
 testbed: prereqs
 	@$(TESTBED) up $(if $(PG),--pg "$(PG)")
@@ -50,7 +66,7 @@ demo: prereqs venv testbed
 	  ansible-playbook -i inventories/testbed.yml playbooks/deploy_coder.yml
 	@. $(TESTBED_STATE)/env.sh && scripts/demo-summary.sh
 
-test: prereqs venv testbed
+test: prereqs venv venv-oldest testbed
 	@scripts/run-tests.sh
 
 SCENARIO ?= default
