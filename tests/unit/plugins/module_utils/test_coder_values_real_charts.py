@@ -163,7 +163,7 @@ def env_names(values):
 
 @pytest.mark.parametrize("version", ["2.25.0", "v2.29.3", "2.29.0-rc.1"])
 def test_v2_before_2_30_counts_ten_and_sets_no_pool_env(version):
-    values, budget, _ = build(V2, coder_version=version, pg_facts=FACTS, replicas=2)
+    values, budget = build(V2, coder_version=version, pg_facts=FACTS, replicas=2)[:2]
     assert "CODER_PG_CONN_MAX_OPEN" not in env_names(values)
     assert "CODER_PG_CONN_MAX_IDLE" not in env_names(values)
     assert budget["inputs"]["max_db_connections"] == 10
@@ -191,7 +191,7 @@ def test_v2_before_2_30_accepts_the_fixed_pool():
 
 @pytest.mark.parametrize("version", ["2.30.0", "2.31.4", None])
 def test_v2_from_2_30_sets_the_pool(version):
-    values, budget, _ = build(V2, coder_version=version, max_db_connections=5, pg_facts=FACTS)
+    values, budget = build(V2, coder_version=version, max_db_connections=5, pg_facts=FACTS)[:2]
     env = {e["name"]: e.get("value") for e in values["coder"]["env"]}
     assert env["CODER_PG_CONN_MAX_OPEN"] == "5"
     assert budget["inputs"]["max_db_connections"] == 5
