@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# The tests of issue 4 (deploy_coder.yml, the roles, coder_helm_release), against the running
-# test bed (`make testbed`), with helm 3 and helm 4:
+# The deploy suite (tests/deploy): pytest tests that run playbooks/deploy_coder.yml, the roles and
+# coder_helm_release for real against the running test bed (`make testbed`), with helm 3 and
+# helm 4, on the newest and the oldest supported Ansible:
 #
-#   argspecs      roles' meta/argument_specs.yml in step with defaults/main.yml (tests/roles)
-#   units         the pure parts of coder_helm_release (tests/unit/.../test_helm_release.py)
-#   integration   tests/integration/targets/deploy_coder/tests: real helm, the kwok cluster, the
-#                 test bed's PostgreSQL; installs, re-runs, upgrades, every Helm upgrade fault,
-#                 bad input, no password leak
+#   argspecs   roles' meta/argument_specs.yml in step with defaults/main.yml (tests/roles)
+#   newest     tests/deploy with the default .venv (ansible 14.5.0, ansible-core 2.21)
+#   oldest     tests/deploy with .venv-oldest (ansible 12.3.0, ansible-core 2.19)
+#
+# newest and oldest run at the same time, each on DEPLOY_WORKERS pytest-xdist workers (default 2):
+# the tests mostly wait on ansible, helm and the API server, each in a namespace of its own; the
+# ones that share a release or a record run in order on one worker (conftest.py, xdist_group).
 #
 #   scripts/test-deploy.sh                 everything
-#   scripts/test-deploy.sh -k crashloop    extra arguments go to the integration pytest run
+#   scripts/test-deploy.sh -k crashloop    extra arguments go to both pytest runs
+#   DEPLOY_ANSIBLE=newest scripts/test-deploy.sh   only one of them
 #
 # The tests marked @pytest.mark.reliability carry their row of docs/reliability.md in the JUnit XML:
-# scripts/test-reliability.sh (make test-reliability) reuses deploy-integration.xml instead of
-# running them again.
+# scripts/test-reliability.sh (make test-reliability) reuses deploy-integration.xml (newest) instead
+# of running them again.
 # JUnit XML goes to ${JUNIT_DIR:-tests/output/junit}/deploy-<step>.xml, playbook logs to
-# tests/output/deploy_coder/, measured durations to tests/output/deploy_coder/measurements.jsonl.
-# pytest prints a line per test and, while one runs, this prints "still running ..." every 20 s. Exits
-# non-zero when any step failed (all steps run).
+# tests/output/deploy_coder/<newest|oldest>/, each run's output to tests/output/logs/deploy-<run>.log.
+# While they run, this prints a progress line every 30 s. Exits non-zero when any step failed.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +28,9 @@ cd "$REPO" || exit 2
 VENV="${CODER_VENV:-$REPO/.venv}"
 JUNIT_DIR="${JUNIT_DIR:-$REPO/tests/output/junit}"
 STATE="${CODER_TESTBED_STATE:-$REPO/.testbed}"
-mkdir -p "$JUNIT_DIR"
+WORKERS="${DEPLOY_WORKERS:-2}"
+LOGS="$REPO/tests/output/logs"
+mkdir -p "$JUNIT_DIR" "$LOGS"
 export PATH="$VENV/bin:$PATH"
 
 if [ ! -f "$STATE/env.sh" ]; then
@@ -48,33 +53,50 @@ run_step() {
 
 run_step argspecs "$VENV/bin/pytest" -p no:cacheprovider -q tests/roles \
     --junitxml="$JUNIT_DIR/deploy-argspecs.xml" -o junit_suite_name=deploy-argspecs
-run_step units env PYTHONPATH="$REPO/playbooks/collections" "$VENV/bin/pytest" -p no:cacheprovider -q \
-    tests/unit/plugins/module_utils/test_helm_release.py \
-    --junitxml="$JUNIT_DIR/deploy-units.xml" -o junit_suite_name=deploy-units
-rm -f "$REPO/tests/output/deploy_coder/measurements.jsonl"
-# While a test runs, pytest shows nothing: print the running test every 20 s.
-export CODER_IT_CURRENT_TEST_FILE="$REPO/tests/output/deploy_coder/current-test"
-mkdir -p "$(dirname "$CODER_IT_CURRENT_TEST_FILE")"
-: >"$CODER_IT_CURRENT_TEST_FILE"
-(
-    while sleep 20; do
-        if read -r test started <"$CODER_IT_CURRENT_TEST_FILE" 2>/dev/null && [ -n "${test:-}" ]; then
-            echo "[test-deploy] still running $test ($(( $(date +%s) - started )) s)"
-        fi
-    done
-) &
-heartbeat=$!
-trap 'kill "$heartbeat" 2>/dev/null' EXIT
-run_step integration "$VENV/bin/pytest" -p no:cacheprovider -v -rfE --durations=15 \
-    tests/integration/targets/deploy_coder/tests \
-    --junitxml="$JUNIT_DIR/deploy-integration.xml" -o junit_suite_name=deploy-integration "$@"
 
-if [ -f "$REPO/tests/output/deploy_coder/measurements.jsonl" ]; then
-    echo "measured (recorded, never asserted; make bench measures speed):"
-    cat "$REPO/tests/output/deploy_coder/measurements.jsonl"
-fi
+# run_suite NAME VENV ARGS...: the deploy suite with that virtualenv's ansible, in the background.
+declare -A pids starts
+run_suite() {
+    local name=$1 venv=$2; shift 2
+    local junit=deploy-integration
+    [ "$name" = newest ] || junit="deploy-integration-$name"
+    echo "==> deploy-$name ($("$venv/bin/ansible" --version | head -n 1))"
+    CODER_VENV="$venv" CODER_IT_LOG_DIR="$REPO/tests/output/deploy_coder/$name" \
+        "$VENV/bin/pytest" -p no:cacheprovider -v -rfE --durations=15 -n "$WORKERS" --dist loadgroup \
+        tests/deploy --junitxml="$JUNIT_DIR/$junit.xml" -o junit_suite_name="$junit" "$@" \
+        >"$LOGS/deploy-$name.log" 2>&1 &
+    pids[$name]=$!
+    starts[$name]=$SECONDS
+}
+case "${DEPLOY_ANSIBLE:-both}" in
+    newest) run_suite newest "$REPO/.venv" "$@" ;;
+    oldest) run_suite oldest "$REPO/.venv-oldest" "$@" ;;
+    *) run_suite newest "$REPO/.venv" "$@"; run_suite oldest "$REPO/.venv-oldest" "$@" ;;
+esac
+next=30
+while :; do
+    running=()
+    for name in "${!pids[@]}"; do kill -0 "${pids[$name]}" 2>/dev/null && running+=("$name"); done
+    [ "${#running[@]}" -eq 0 ] && break
+    sleep 1
+    if [ $((SECONDS - ${starts[${running[0]}]})) -ge "$next" ]; then
+        for name in "${running[@]}"; do
+            echo "[test-deploy] $name: $(grep -cE ' (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)' "$LOGS/deploy-$name.log") done, $((SECONDS - ${starts[$name]})) s"
+        done
+        next=$((next + 30))
+    fi
+done
+for name in "${!pids[@]}"; do
+    wait "${pids[$name]}"
+    rc=$?
+    # The summary, the failures and the slowest tests of each run.
+    sed -n '/= FAILURES =\|= ERRORS =\|slowest 15 durations\|short test summary/,$p' "$LOGS/deploy-$name.log" | tail -n 80
+    echo "<== deploy-$name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - ${starts[$name]})) s"
+    [ "$rc" -eq 0 ] || failed=$((failed + 1))
+done
+
 if [ "$failed" -ne 0 ]; then
-    echo "test-deploy.sh: $failed step(s) failed; playbook logs in tests/output/deploy_coder/" >&2
+    echo "test-deploy.sh: $failed step(s) failed; logs in $LOGS/deploy-*.log and tests/output/deploy_coder/" >&2
     exit 1
 fi
 echo "test-deploy.sh: all steps passed"

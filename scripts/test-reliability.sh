@@ -29,7 +29,7 @@ RELIABILITY_PORT_BASE="${RELIABILITY_PORT_BASE:-18430}"
 OUT="$REPO/tests/output/reliability"
 mkdir -p "$JUNIT_DIR" "$OUT"
 export PATH="$VENV/bin:$PATH"
-DEPLOY_TESTS=tests/integration/targets/deploy_coder/tests
+DEPLOY_TESTS=tests/deploy
 failed=0
 
 if [ ! -f "$SHARED_STATE/env.sh" ]; then

@@ -22,6 +22,9 @@ from awx_surveys import REPO  # noqa: E402
 # checkout, never through whatever copy an earlier run installed under ~/.ansible.
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 
+# The suites' one leak scanner (also the ansible-test no-leak target's).
+sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_coder_testbed" / "files"))
+
 # The `reliability` marker and `observe` fixture: the AWX job tests are rows of docs/reliability.md.
 sys.path.insert(0, str(REPO / "tests" / "reliability"))
 import reliability_plugin  # noqa: E402

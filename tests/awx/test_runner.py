@@ -14,7 +14,9 @@ LANG and an empty HOME), as in an execution environment.
 Everything is real: the test bed's Kubernetes API server (kwok), helm 3, the PostgreSQL server
 "main" with TLS. After each job, neither artifacts/*/stdout nor artifacts/*/job_events/*.json (nor
 any other artifact but `command`, where ansible-runner records the job's whole environment) holds a
-secret in any form (tests/awx/leaks.py), at verbosity 0 and at verbosity 4 with --diff.
+secret in any form (the suites' one leak scanner,
+tests/integration/targets/setup_coder_testbed/files/leak_scan.py), at verbosity 0 and at
+verbosity 4 with --diff.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import leaks
+import leak_scan as leaks
 import pytest
 import yaml
 from awx_emulation import (
@@ -226,8 +228,9 @@ class Job:
         outputs = [self.artifacts / "stdout", *sorted((self.artifacts / "job_events").glob("*.json"))]
         others = [p for p in self.artifacts.rglob("*") if p.is_file() and p not in outputs
                   and p.name != "command"]
-        return (leaks.scan_files(outputs, secret), leaks.scan_files(others, secret),
-                leaks.scan_files([self.artifacts / "command", self.dir / "env" / "envvars"], secret))
+        needles = leaks.forms(secret)
+        return (leaks.scan_files(outputs, needles), leaks.scan_files(others, needles),
+                leaks.scan_files([self.artifacts / "command", self.dir / "env" / "envvars"], needles))
 
     def assert_no_leak(self, secret, what, in_env=True):
         outputs, others, env = self.leak_report(secret)
@@ -236,9 +239,10 @@ class Job:
         # The command line ansible-runner ran (not its environment), and whatever the job left in
         # its HOME (~/.ansible/tmp ...).
         command = json.loads((self.artifacts / "command").read_text())
-        assert not leaks.scan_text(json.dumps([command["command"], command["cwd"]]), secret, "command"), what
+        needles = leaks.forms(secret)
+        assert not leaks.scan_text(json.dumps([command["command"], command["cwd"]]), needles, "command"), what
         left = [p for p in self.home.rglob("*") if p.is_file()]
-        assert not leaks.scan_files(left, secret), f"{what} found in files the job left in HOME"
+        assert not leaks.scan_files(left, needles), f"{what} found in files the job left in HOME"
         if in_env:
             # The control: the search finds it where it must be (the injected environment).
             assert env, f"{what} is not in env/envvars nor artifacts/*/command: the search itself is broken"
@@ -297,7 +301,7 @@ def test_deploy_verbosity_0(root, namespace):
     assert job.status == "successful", job.explain()
     pw = password()
     # The password is not an extra variable: env/extravars holds only the lookup expression.
-    assert not leaks.scan_files([job.dir / "env" / "extravars"], pw)
+    assert not leaks.scan_files([job.dir / "env" / "extravars"], leaks.forms(pw))
     # No extra variable maps the credential: the roles read CODER_PG_* themselves.
     fed = {"coder_db_host", "coder_db_port", "coder_db_user", "coder_db_name", "coder_db_password", "coder_db_ssl_mode",
            "coder_db_ssl_ca_file", "coder_db_ssl_cert_file", "coder_db_ssl_key_file", "coder_kubeconfig"}
@@ -306,7 +310,8 @@ def test_deploy_verbosity_0(root, namespace):
     assert newest["status"] == "deployed", newest
     # The password came from the credential (env/envvars) and reached the cluster, only as the Secret.
     assert secret_password(namespace) == pw
-    assert not leaks.scan_text(json.dumps(values_of(namespace, newest["revision"], all_values=True)), pw, "values")
+    values = json.dumps(values_of(namespace, newest["revision"], all_values=True))
+    assert not leaks.scan_text(values, leaks.forms(pw), "values")
     job.assert_no_leak(pw, "the database password")
     job.assert_no_leak(kubeconfig_key_data(flat_kubeconfig()), "the kubeconfig's client key", in_env=False)
     wait_for(lambda: available(namespace, 1), 120, "coderd to be available")
@@ -395,7 +400,8 @@ def test_deploy_with_the_bearer_token_credential(root, namespace):
     newest = history(namespace)[-1]
     assert newest["status"] == "deployed" and newest["revision"] > before[-1]["revision"], newest
     assert values_of(namespace, newest["revision"])["coderd"]["replicas"] == 2
-    assert not leaks.scan_text(json.dumps(values_of(namespace, newest["revision"], all_values=True)), token, "values")
+    values = json.dumps(values_of(namespace, newest["revision"], all_values=True))
+    assert not leaks.scan_text(values, leaks.forms(token), "values")
     wait_for(lambda: available(namespace, 2), 120, "coderd to be available")
 
 

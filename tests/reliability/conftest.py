@@ -16,7 +16,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "deploy_coder" / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "deploy"))
+sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_coder_testbed" / "files"))
 
 import reliability_plugin  # noqa: E402
 

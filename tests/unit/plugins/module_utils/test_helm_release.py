@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The pure parts of coder_helm_release: history analysis, the last good revision, helm 3/4
 flags, error text, input checks. (The behaviour against real helm and a real cluster is in
-tests/integration/targets/deploy_coder.)"""
+tests/deploy.)"""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from helpers import (
     secret_hash,
     wait_for,
 )
-from leaks import ProcWatcher, find, forms, make_canary, scan_tree
+from leak_scan import ProcWatcher, find, forms, make_canary, scan_tree
 
 MAIN = {k: ENV[f"CODER_TEST_PG_MAIN_{k}"]
         for k in ("HOST", "PORT", "USER", "DATABASE", "SSLROOTCERT", "SOCKET_DIR")}

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = Path(os.environ.get("CODER_IT_REPO") or HERE.parents[4]).resolve()
+REPO = HERE.parents[1]
 STATE = Path(os.environ.get("CODER_TESTBED_STATE", REPO / ".testbed"))
 VENV_BIN = Path(os.environ.get("CODER_VENV", REPO / ".venv")) / "bin"
 LOG_DIR = Path(os.environ.get("CODER_IT_LOG_DIR", REPO / "tests" / "output" / "deploy_coder"))
@@ -279,14 +279,14 @@ NamespaceScan = collections.namedtuple("NamespaceScan", "hits objects kept")
 
 
 def namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
-    """Where the needles (leaks.forms of a secret) appear in helm's records of every revision
+    """Where the needles (leak_scan.forms of a secret) appear in helm's records of every revision
     (values --all, get all, the decoded release Secrets) and in every object of the namespace,
     leaving out the data of the Secrets in skip_data (where the secret belongs). Also asserts that
     no object carries a last-applied-configuration annotation.
 
     Returns a NamespaceScan: the hits by place, the number of namespace objects searched, and the
     data of the skipped Secrets (for a test to check that the secret is where it belongs)."""
-    from leaks import find  # leaks.py is stdlib only; imported here so that helpers stays importable alone
+    from leak_scan import find  # imported here so that helpers stays importable alone
 
     hits = {}
     for rev in history(binary, ns):

@@ -26,6 +26,9 @@ sys.path.insert(0, str(HERE))
 
 from helpers import ENV, LOG_DIR, REPO, helm, kubectl  # noqa: E402
 
+# The suites' one leak scanner (also the ansible-test no-leak target's).
+sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_coder_testbed" / "files"))
+
 # The `reliability` marker and `observe` fixture (docs/reliability.md is written from the JUnit XML).
 sys.path.insert(0, str(REPO / "tests" / "reliability"))
 import reliability_plugin  # noqa: E402
@@ -35,6 +38,29 @@ HELMS = ["helm3", "helm4"]
 # another pytest session using the same test bed at the same time.
 SESSION = uuid.uuid4().hex[:12]
 OWNER = os.environ.get("CODER_IT_NAMESPACE_OWNER", "deploy_coder")
+
+
+# Module-scoped fixtures whose tests share one release or one record and run in order. Under
+# pytest-xdist (--dist loadgroup, scripts/test-deploy.sh) their tests stay on one worker: per helm
+# binary where each binary has its own release, else all together. Every other test may run on any
+# worker (each has its own namespace, and its own PostgreSQL role where it changes one).
+ORDERED_PER_BINARY = {"state", "good"}
+ORDERED = {"canary", "v2_canary"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(item.fixturenames)
+        if names & ORDERED:
+            group = f"{item.module.__name__}:{','.join(sorted(names & ORDERED))}"
+        elif names & ORDERED_PER_BINARY:
+            params = getattr(item, "callspec", None)
+            params = params.params if params else {}
+            group = f"{item.module.__name__}:{params.get('binary') or params.get('good')}"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_configure(config):

@@ -34,7 +34,7 @@ from helpers import (
     playbook_env,
     secret_data,
 )
-from leaks import ProcWatcher, find, forms, make_canary, scan_tree
+from leak_scan import ProcWatcher, find, forms, make_canary, scan_tree
 
 MAIN = {k: ENV[f"CODER_TEST_PG_MAIN_{k}"] for k in ("HOST", "PORT", "DATABASE", "SSLROOTCERT", "SOCKET_DIR")}
 
@@ -194,7 +194,7 @@ def test_the_detectors_find_a_planted_canary(tmp_path):
     import sys
     import time as _time
 
-    from leaks import ProcWatcher
+    from leak_scan import ProcWatcher
 
     secret = make_canary()
     needles = forms(secret)
