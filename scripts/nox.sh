@@ -28,7 +28,7 @@ die() { echo "nox.sh: $*" >&2; exit 2; }
 find_python() {
     local version=$1 candidate
     for candidate in "$(command -v "python$version" 2>/dev/null || true)" \
-        $(ls -d "$HOME"/.pyenv/versions/"$version".*/bin/"python$version" 2>/dev/null | sort -rV); do
+        $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/"python$version" 2>/dev/null | sort -rV); do
         [ -n "$candidate" ] && [ -x "$candidate" ] || continue
         # A pyenv shim exists on PATH but fails unless PYENV_VERSION names that version.
         "$candidate" -c 'import sys' >/dev/null 2>&1 || continue
