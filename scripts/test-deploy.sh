@@ -5,7 +5,7 @@
 #
 #   argspecs   roles' meta/argument_specs.yml in step with defaults/main.yml (tests/roles)
 #   newest     tests/deploy with the default .venv (ansible 14.5.0, ansible-core 2.21)
-#   oldest     tests/deploy with .venv-oldest (ansible 12.3.0, ansible-core 2.19)
+#   oldest     tests/deploy with .venv-oldest (ansible 12.3.0, ansible-core 2.19), helm 3 only
 #
 # newest and oldest run at the same time, each on DEPLOY_WORKERS pytest-xdist workers (default 2):
 # the tests mostly wait on ansible, helm and the API server, each in a namespace of its own; the
@@ -71,7 +71,11 @@ run_suite() {
 case "${DEPLOY_ANSIBLE:-both}" in
     newest) run_suite newest "$REPO/.venv" "$@" ;;
     oldest) run_suite oldest "$REPO/.venv-oldest" "$@" ;;
-    *) run_suite newest "$REPO/.venv" "$@"; run_suite oldest "$REPO/.venv-oldest" "$@" ;;
+    *) run_suite newest "$REPO/.venv" "$@"
+       # The oldest Ansible with helm 3 only (and every test that takes no helm): helm 4 on the
+       # newest is enough to cover both helms, and the whole suite twice does not fit make test's
+       # time (DEPLOY_OLDEST_K="" runs it all).
+       run_suite oldest "$REPO/.venv-oldest" ${DEPLOY_OLDEST_K-"-k" "not helm4"} "$@" ;;
 esac
 next=30
 while :; do
