@@ -14,7 +14,8 @@
 #   tarball       what antsibull-nox does not check: the built tarball holds the collection and nothing
 #                 of the test bed, the scripts or the tooling; installed from it (--no-deps), the modules
 #                 and filters work (a smoke playbook)
-#   integration   ansible-test integration against the test bed with the virtualenv's ansible-core
+#   integration   ansible-test integration against the test bed with .venv's ansible-core (2.21),
+#                 then integration-oldest with .venv-oldest's (2.19) when it exists
 #                 (needs `make testbed`; reads .testbed/env.sh)
 #
 # JUnit XML goes to ${JUNIT_DIR:-tests/output/junit}: collection-<step>.xml per step (antsibull-nox's
@@ -40,7 +41,6 @@ LOGS="$REPO/tests/output/logs"
 mkdir -p "$JUNIT_DIR" "$LOGS"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/coderops-test-collection-XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-PYTHON_VERSION="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
 
 LANE_A=(lint docs-check build-import-check ansible-lint ansible-test-sanity-2.21 ansible-test-units-2.21)
 LANE_B=(ansible-test-sanity-2.19 ansible-test-units-2.19 ansible-test-sanity-2.20 ansible-test-units-2.20)
@@ -277,45 +277,57 @@ junit tarball step "$rc" "$LOGS/collection-tarball.log" "$((SECONDS - start))" >
 report tarball "$rc" "$LOGS/collection-tarball.log" "$start"
 
 # --- integration against the test bed ---------------------------------------------------------------
+# integration VENV PYTHON_VERSION LOG_PREFIX: every target with that virtualenv's ansible-core.
 integration() {
+    local venv=$1 python=$2 prefix=$3
     if [ ! -f .testbed/env.sh ]; then
         echo "integration: .testbed/env.sh is missing; start the test bed first: make testbed"
         return 1
     fi
     # shellcheck disable=SC1091
     . .testbed/env.sh
+    export CODER_VENV="$venv"
     local targets target rc=0 start tlog
-    targets="$(scripts/ansible-test.sh integration --local --python "$PYTHON_VERSION" --allow-destructive --list-targets 2>/dev/null | grep -v '^WARNING')"
+    targets="$(scripts/ansible-test.sh integration --local --python "$python" --allow-destructive --list-targets 2>/dev/null | grep -v '^WARNING')"
     [ -n "$targets" ] || { echo "integration: no targets found"; return 1; }
-    : >"$WORK/integration.tsv"
     for target in $targets; do
         start=$SECONDS
-        tlog="$LOGS/collection-integration-$target.log"
+        tlog="$LOGS/collection-$prefix-$target.log"
         echo "--- $target"
-        if scripts/ansible-test.sh integration --local --python "$PYTHON_VERSION" --allow-destructive "$target" >"$tlog" 2>&1; then
-            printf '%s\t0\t%s\t%s\n' "$target" "$((SECONDS - start))" "$tlog" >>"$WORK/integration.tsv"
+        if scripts/ansible-test.sh integration --local --python "$python" --allow-destructive "$target" >"$tlog" 2>&1; then
+            printf '%s\t0\t%s\t%s\n' "$target" "$((SECONDS - start))" "$tlog" >>"$WORK/$prefix.tsv"
             echo "    ok in $((SECONDS - start)) s"
         else
             rc=1
-            printf '%s\t1\t%s\t%s\n' "$target" "$((SECONDS - start))" "$tlog" >>"$WORK/integration.tsv"
+            printf '%s\t1\t%s\t%s\n' "$target" "$((SECONDS - start))" "$tlog" >>"$WORK/$prefix.tsv"
             echo "    FAILED in $((SECONDS - start)) s; output: $tlog"
         fi
     done
     return "$rc"
 }
 
-name=integration; log="$LOGS/collection-$name.log"; start=$SECONDS; rc=0
-echo "==> $name (ansible-core of $VENV, Python $PYTHON_VERSION)"
-: >"$WORK/integration.tsv"
-run_logged "$log" integration || rc=$?
-grep -E '^(---|    )' "$log" || true
-if [ -s "$WORK/integration.tsv" ]; then
-    junit "$name" cases "$WORK/integration.tsv" >/dev/null
-else
-    junit "$name" step "$((rc == 0 ? 1 : rc))" "$log" "$((SECONDS - start))" >/dev/null
-    rc=1
+# integration_step NAME VENV: the newest supported Ansible (.venv) and the oldest (.venv-oldest, when
+# `make venv-oldest` made it), one after the other (the targets share the test bed's servers).
+integration_step() {
+    local name=$1 venv=$2 log="$LOGS/collection-$1.log" start=$SECONDS rc=0 python
+    python="$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
+    echo "==> $name (ansible-core $("$venv/bin/python" -c 'import ansible; print(ansible.__version__)' 2>/dev/null) of $venv, Python $python)"
+    : >"$WORK/$name.tsv"
+    run_logged "$log" integration "$venv" "$python" "$name" || rc=$?
+    grep -E '^(---|    )' "$log" || true
+    if [ -s "$WORK/$name.tsv" ]; then
+        junit "$name" cases "$WORK/$name.tsv" >/dev/null
+    else
+        junit "$name" step "$((rc == 0 ? 1 : rc))" "$log" "$((SECONDS - start))" >/dev/null
+        rc=1
+    fi
+    report "$name" "$rc" "$log" "$start"
+}
+
+integration_step integration "$VENV"
+if [ -x "$REPO/.venv-oldest/bin/ansible-test" ]; then
+    integration_step integration-oldest "$REPO/.venv-oldest"
 fi
-report "$name" "$rc" "$log" "$start"
 
 echo
 passed="$(awk -F'\t' '$2 == 0 {print $1}' "$RESULTS_FILE" | tr '\n' ' ')"
