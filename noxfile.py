@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parent
 os.environ.setdefault("ANTSIBULL_NOX_IGNORE_INSTALLED_COLLECTIONS", "true")
 
 # The sessions' virtualenvs are made by uv (requirements-nox.txt): it installs from its cache in seconds,
-# where pip takes minutes (ansible-lint: 6 s against 2 min). virtualenv and pip where uv is missing.
+# where pip takes minutes (ansible-lint and antsibull-docs here: 6 s against 2 min). virtualenv and pip
+# where uv is missing.
 nox.options.default_venv_backend = "uv|virtualenv"
 
 antsibull_nox.load_antsibull_nox_toml()

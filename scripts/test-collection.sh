@@ -5,7 +5,8 @@
 #     lint                         ruff check (ruff.toml), yamllint (.yamllint) of every YAML file and
 #                                  of the plugins' documentation, the antsibull-nox config
 #     docs-check                   antsibull-docs lint-collection-docs
-#     build-import-check           ansible-galaxy collection build, galaxy-importer (as Galaxy imports)
+#     build-import-check           ansible-galaxy collection build (galaxy-importer: off until galaxy.yml
+#                                  has a repository URL; see antsibull-nox.toml)
 #     ansible-lint                 ansible-lint, production profile (.ansible-lint)
 #     ansible-test-sanity-2.19     ansible-test sanity with ansible-core 2.19.14 on Python 3.11,
 #     ansible-test-sanity-2.20       2.20.10 on Python 3.12,
@@ -26,10 +27,12 @@
 #
 # The nox sessions' virtualenvs (.nox/) are reused, installing nothing (nox -R), while noxfile.py,
 # antsibull-nox.toml and the requirements files they install from are unchanged since the session
-# last passed; otherwise nox builds them anew. Two lanes run side by side (2 cores): one with the
-# sessions on ansible-core 2.21 and the tooling sessions, the other with 2.19 and 2.20.
+# last passed; otherwise nox builds them anew (with uv, from its cache: seconds). Two lanes run side by
+# side (2 cores): one with the tooling sessions and those on ansible-core 2.21, the other with 2.19 and
+# 2.20 (they share no ansible-test virtualenvs nor antsibull-nox's extracted dependencies).
 #
-# Environment: CODER_VENV (default .venv; its ansible-core runs the tarball and integration steps),
+# Environment: CODER_VENV (default .venv; its ansible-core runs the tarball and integration steps;
+# .venv-oldest runs integration-oldest),
 # JUNIT_DIR, COLLECTION_NOX_SESSIONS (space-separated subset of the sessions above, to run fewer).
 set -uo pipefail
 
