@@ -40,29 +40,6 @@ SESSION = uuid.uuid4().hex[:12]
 OWNER = os.environ.get("CODER_IT_NAMESPACE_OWNER", "deploy_coder")
 
 
-# Module-scoped fixtures whose tests share one release or one record and run in order. Under
-# pytest-xdist (--dist loadgroup, scripts/test-deploy.sh) their tests stay on one worker: per helm
-# binary where each binary has its own release, else all together. Every other test may run on any
-# worker (each has its own namespace, and its own PostgreSQL role where it changes one).
-ORDERED_PER_BINARY = {"state", "good"}
-ORDERED = {"canary", "v2_canary"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        names = set(item.fixturenames)
-        if names & ORDERED:
-            group = f"{item.module.__name__}:{','.join(sorted(names & ORDERED))}"
-        elif names & ORDERED_PER_BINARY:
-            params = getattr(item, "callspec", None)
-            params = params.params if params else {}
-            group = f"{item.module.__name__}:{params.get('binary') or params.get('good')}"
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "helm: runs once with helm 3 and once with helm 4")
     if not config.pluginmanager.has_plugin("coderops_reliability"):

@@ -17,7 +17,6 @@ marked case failed or errored, 2 when no marked case was found.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -25,8 +24,6 @@ from pathlib import Path
 
 SECTIONS = ("Leaks", "Bad input", "Faults")
 PREFIX = "reliability_"
-# The "@<group>" that pytest-xdist's loadgroup appends to a grouped test's node id.
-XDIST_GROUP = re.compile(r"@test_\w+:[\w,-]+$")
 REGENERATE = "scripts/test-reliability.sh"
 
 
@@ -51,8 +48,6 @@ def read(paths):
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             if PREFIX + "section" not in props:
                 continue
-            # pytest-xdist's loadgroup appends "@<group>" to the node id (tests/deploy/conftest.py).
-            case.set("name", XDIST_GROUP.sub("", case.get("name") or ""))
             row = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
             row["test"] = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
             row["seconds"] = float(case.get("time") or 0)
