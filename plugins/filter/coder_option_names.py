@@ -24,7 +24,7 @@ options:
     type: str
     required: true
   names:
-    description: Which variable sets which option, as C(option: variable).
+    description: "Which variable sets which option, as C(option: variable)."
     type: dict
     required: true
 seealso:
