@@ -46,7 +46,7 @@ except ImportError:
 else:
     HAS_YAML = True
 
-from ansible_collections.coderops.deploy.plugins.module_utils._kube import KubeAuth, KubeError
+from ansible_collections.coderops.deploy.plugins.module_utils._kube import KubeError
 
 GOOD_STATUSES = ("deployed", "superseded")
 PENDING_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback")
@@ -169,11 +169,8 @@ _ENV_SINCE = {"HELM_KUBECAFILE": ((3, 5), "ca_cert"),
 class Helm:
     """One helm binary, with the credentials every command gets."""
 
-    def __init__(self, binary="helm", kubeconfig=None, context=None, env=None,
-                 wait_strategy="watcher", auth=None):
+    def __init__(self, binary, auth, env=None, wait_strategy="watcher"):
         self.env = dict(os.environ if env is None else env)
-        if auth is None:
-            auth = KubeAuth({"kubeconfig": kubeconfig, "context": context}, self.env)
         try:
             auth.check()
         except KubeError as exc:

@@ -55,6 +55,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import (
     remove_values_file,
     write_values_file,
 )
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import (
     Kube,
     KubeAuth,
@@ -121,13 +122,6 @@ def release_argument_spec():
     spec = connection_argument_spec()
     spec.update(copy.deepcopy(_RELEASE_SPEC))
     return spec
-
-
-class InputError(Exception):
-    def __init__(self, field, message):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def check_params(params):
@@ -383,7 +377,7 @@ class ReleaseManager:
                           reason="in_progress") from None
         self.lock = lock
 
-    def _pending_guidance(self, st, history):
+    def _pending_guidance(self, st):
         good = st["last_good_revision"]
         fix = (f"roll back to revision {good}, the last good one" if good else
                "uninstall the release (it has no good revision) and install it again")
@@ -698,7 +692,7 @@ class ReleaseManager:
         self._check_lock()
         if st["pending"]:
             if not p.get("recover_pending"):
-                raise Failure(self._pending_guidance(st, history), reason="pending",
+                raise Failure(self._pending_guidance(st), reason="pending",
                               history=short_history(history), status=st["status"],
                               revision=st["revision"])
             if self.check_mode:
@@ -838,7 +832,7 @@ class ReleaseManager:
             self._api_gone_failure(operation, target, again, good, outcome.get("helm_error"))
         final = self._history_after_change()
         fst = analyse(final)
-        cause = self._cause(outcome, p["timeout"])
+        cause = self._cause(outcome)
         failure = {
             "operation": operation, "cause": cause, "helm_error": outcome.get("helm_error"),
             "stopped": outcome["stopped"]["detail"] if outcome["stopped"] else None,
@@ -849,7 +843,7 @@ class ReleaseManager:
             "pods_ready": f"{(report or {}).get('ready', 0)}/{(report or {}).get('desired', 0)}",
             "events": events, "hook_jobs": hook_jobs, "api_server": api,
         }
-        summary = self._summary(operation, target, wanted_chart, failure, fst, good, had_good)
+        summary = self._summary(operation, target, wanted_chart, failure, fst, good)
         self.result.update(failure=failure, rolled_back_to=rolled_back_to, failed_revision=new_rev,
                            revision=fst["revision"], status=fst["status"],
                            history=short_history(final), summary=summary)
@@ -865,7 +859,7 @@ class ReleaseManager:
                              fail_fast=not cancelled)
 
     @staticmethod
-    def _cause(outcome, timeout):
+    def _cause(outcome):
         stopped = outcome["stopped"]
         if stopped:
             return stopped["cause"]
@@ -885,7 +879,7 @@ class ReleaseManager:
             return "rejected"
         return "helm_error"
 
-    def _summary(self, operation, target, wanted_chart, f, fst, good, had_good):
+    def _summary(self, operation, target, wanted_chart, f, fst, good):
         name = self.p["name"]
         lines = [f"{self._label()}: helm {operation} to revision {target} ({wanted_chart}) FAILED"
                  f" ({f['cause']}) after {f['elapsed_s']} s."]
@@ -1047,7 +1041,7 @@ class ReleaseManager:
             raise Failure(f"{self._label()}: the rollback to revision {wanted} FAILED: {outcome['error']}\n"
                           f"pods not ready: {pods or 'none reported'}\nrecent events: {ev or 'none'}\n"
                           f"The release is at revision {fst['revision']} ({fst['status']}).",
-                          reason=self._cause(outcome, p["rollback_timeout"]),
+                          reason=self._cause(outcome),
                           history=short_history(final), revision=fst["revision"], status=fst["status"])
         self._finish_ok(final, "rollback")
 

@@ -50,6 +50,7 @@ class InputError(ValueError):
     def __init__(self, field, message):
         super().__init__(message)
         self.field = field
+        self.message = message
 
 
 def require_text(field, value, what="a non-empty string"):
@@ -153,12 +154,3 @@ def check_env_name(field, name):
         raise InputError(field, f"{field} {name!r} is not a valid environment variable name"
                                 f" (letters, digits, '_', '-' and '.', not starting with a digit)")
     return name
-
-
-def check_int(field, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(field, f"{field} must be a whole number; got {type_name(value)}")
-    if value < low or (high is not None and value > high):
-        span = f"{low} or more" if high is None else f"between {low} and {high}"
-        raise InputError(field, f"{field} must be {span}; got {value}")
-    return value

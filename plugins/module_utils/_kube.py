@@ -344,12 +344,10 @@ def check_kubeconfig(kubeconfig, env=None):
 
 
 class Kube:
-    def __init__(self, kubeconfig=None, context=None, env=None, auth=None):
+    def __init__(self, auth):
         if not HAS_KUBERNETES:
             raise KubeError("the Python library kubernetes is needed on the host that runs helm"
                             " (pip install kubernetes); kubernetes.core needs it too")
-        if auth is None:
-            auth = KubeAuth({"kubeconfig": kubeconfig, "context": context}, env)
         self.auth = auth
         self.api = k8s_client.ApiClient(configuration=auth.client_configuration())
         self.core = k8s_client.CoreV1Api(self.api)
@@ -485,15 +483,6 @@ class Kube:
                                                  _request_timeout=REQUEST_TIMEOUT).items
         except ApiException as exc:
             raise _api_error(exc, "listing pods") from None
-
-    def workload_templates(self, namespace, release):
-        """{kind/name: pod template (dict)} of the release's Deployments and StatefulSets."""
-        out = {}
-        for lister, kind in ((self.apps.list_namespaced_deployment, "Deployment"),
-                             (self.apps.list_namespaced_stateful_set, "StatefulSet")):
-            for obj in self._release_objects(lister, namespace, release):
-                out[f"{kind}/{obj.metadata.name}"] = self.api.sanitize_for_serialization(obj.spec.template)
-        return out
 
     # -- events ----------------------------------------------------------------------------
 

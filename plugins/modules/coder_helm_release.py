@@ -388,6 +388,17 @@ lock_left:
   returned: when the Lease could not be deleted
   type: str
   sample: coder-coderops-lock
+reason_for_operation:
+  description: Why RV(operation) was chosen - for example what differs between the deployed revision and the wanted chart and values.
+  returned: with O(state=present), once the release's history was read
+  type: str
+  version_added: 0.2.0
+would_remove_hook_jobs:
+  description: In check mode, the failed hook Jobs that the operation would delete first.
+  returned: check mode, when the operation would run
+  type: list
+  elements: str
+  version_added: 0.2.0
 removed_hook_jobs:
   description: Failed hook Jobs deleted before the operation.
   returned: when some were deleted

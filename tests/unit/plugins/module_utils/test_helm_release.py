@@ -71,11 +71,11 @@ def test_superseded_only_history_falls_back_to_the_newest_good_superseded():
     ("something else", "helm_error"),
 ])
 def test_cause(text, cause):
-    assert rel.ReleaseManager._cause({"stopped": None, "error": text}, 300) == cause
+    assert rel.ReleaseManager._cause({"stopped": None, "error": text}) == cause
 
 
 def test_cause_of_an_early_stop():
-    assert rel.ReleaseManager._cause({"stopped": {"cause": "fail_fast"}, "error": "x"}, 300) == "fail_fast"
+    assert rel.ReleaseManager._cause({"stopped": {"cause": "fail_fast"}, "error": "x"}) == "fail_fast"
 
 
 def test_error_text_drops_helm4_log_lines_and_shortens():

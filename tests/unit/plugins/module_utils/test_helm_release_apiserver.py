@@ -196,7 +196,7 @@ def test_the_reason_is_short():
 def test_cause_of_a_helm_error_from_an_unreachable_server():
     err = ('UPGRADE FAILED: Get "https://127.0.0.1:6443/api/v1/pods": dial tcp 127.0.0.1:6443: connect:'
            ' connection refused')
-    assert rel.ReleaseManager._cause({"stopped": None, "error": err}, 300) == "api_unreachable"
+    assert rel.ReleaseManager._cause({"stopped": None, "error": err}) == "api_unreachable"
 
 
 # -- watching helm while the server is away ------------------------------------------------------

@@ -240,7 +240,8 @@ def test_helm_with_a_kubeconfig_gets_flags(tmp_path):
     script, log = _fake_helm(tmp_path)
     kc = tmp_path / "kc"
     kc.write_text(KUBECONFIG)
-    helm = cli.Helm(str(script), kubeconfig=str(kc), context="ctx", env={"PATH": os.environ["PATH"]})
+    env = {"PATH": os.environ["PATH"]}
+    helm = cli.Helm(str(script), env=env, auth=kube.KubeAuth({"kubeconfig": str(kc), "context": "ctx"}, env))
     helm.run(["list"])
     calls = log.read_text()
     assert f"--kubeconfig {kc} --kube-context ctx" in calls and "HELM_KUBETOKEN" not in calls
