@@ -23,12 +23,9 @@ import signal
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import (
-    Cancel,
-    ReleaseManager,
-    release_argument_spec,
-)
+from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import Cancel, ReleaseManager
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import AUTH_ENV
+from ansible_collections.coderops.deploy.plugins.module_utils._release_params import release_argument_spec
 
 display = Display()
 MODULE = "coderops.deploy.coder_helm_release"

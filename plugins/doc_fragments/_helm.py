@@ -6,7 +6,7 @@
 # Do not use this from other collections or standalone plugins/modules!
 #
 # Paired, together with coderops.deploy._k8s_auth (the connection options), one-to-one with
-# connection_argument_spec() in plugins/module_utils/_helm_release.py; a unit test keeps them in step.
+# connection_argument_spec() in plugins/module_utils/_release_params.py; a unit test keeps them in step.
 
 from __future__ import annotations
 

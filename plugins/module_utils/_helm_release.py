@@ -34,24 +34,20 @@ last line; and it knows helm 3's flags only. This backend:
   says how long it was away; if it does not come back in time, fails saying what state the
   release is probably left in and the exact rollback_coder.yml command. The Lease is released
   with retries too, so that the next run does not have to wait for its TTL.
+
+The parts: _release_params.py (the options and their checks), _release_history.py (what helm's
+history says), _release_watch.py (helm run and watched, the API server going away),
+_release_text.py (progress, summaries, guidance); this file holds the states and their order.
 """
 
 from __future__ import annotations
 
-import copy
-import datetime
-import json
 import os
-import re
 import time
 
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import (
-    GOOD_STATUSES,
-    PENDING_STATUSES,
-    WAIT_STRATEGIES,
     Helm,
     HelmError,
-    error_text,
     remove_values_file,
     write_values_file,
 )
@@ -62,203 +58,40 @@ from ansible_collections.coderops.deploy.plugins.module_utils._kube import (
     KubeError,
     Lock,
     LockBusy,
-    auth_argument_spec,
     describe_unreachable,
     unreachable,
-    unreachable_text,
+)
+from ansible_collections.coderops.deploy.plugins.module_utils._release_history import (
+    analyse,
+    canonical,
+    dump,
+    is_good,
+    needs_force,
+    revision_entry,
+    short_history,
+)
+from ansible_collections.coderops.deploy.plugins.module_utils._release_params import check_params
+from ansible_collections.coderops.deploy.plugins.module_utils._release_text import (
+    cause,
+    failure_summary,
+    format_events,
+    format_pods,
+    pending_guidance,
+)
+from ansible_collections.coderops.deploy.plugins.module_utils._release_watch import (
+    API_POLL_SECONDS,
+    Cancel,
+    Failure,
+    Watcher,
 )
 
-POLL_SECONDS = 1.0
-POD_CHECK_SECONDS = 3.0
-MAX_PROGRESS_INTERVAL = 30
-# How long to wait for an API server that went away before rolling back: the rest of helm's
-# timeout, but at least API_WAIT_MIN (a kube-apiserver restart takes 30-60 s) and at most
-# API_WAIT_MAX (a run must end; the operator is told what to run then).
-API_WAIT_MIN = 120
-API_WAIT_MAX = 600
-API_POLL_SECONDS = 2.0
 # Deleting the Lease at the end is retried this long while the API server does not answer.
 LOCK_RELEASE_WAIT = 60
 
-_CONNECTION_SPEC = {
-    "name": {"type": "str", "required": True},
-    "namespace": {"type": "str", "required": True},
-    "helm_binary": {"type": "str", "default": "helm"},
-}
 
-_RELEASE_SPEC = {
-    "state": {"type": "str", "default": "present", "choices": ["present", "absent", "rolled_back"]},
-    "chart_ref": {"type": "str"},
-    "chart_repo_url": {"type": "str"},
-    "chart_version": {"type": "str"},
-    "values": {"type": "dict", "default": {}},
-    "revision": {"type": "int"},
-    "timeout": {"type": "int", "default": 300},
-    "rollback_timeout": {"type": "int", "default": 300},
-    "wait_strategy": {"type": "str", "default": "watcher", "choices": list(WAIT_STRATEGIES)},
-    "fail_fast": {"type": "bool", "default": True},
-    "fail_fast_grace": {"type": "int", "default": 20},
-    "progress_interval": {"type": "int", "default": 15},
-    "recover_pending": {"type": "bool", "default": False},
-    "keep_failed_install": {"type": "bool", "default": False},
-    "create_namespace": {"type": "bool", "default": False},
-    "history_max": {"type": "int", "default": 10},
-    "lock": {"type": "bool", "default": True},
-    "lock_ttl": {"type": "int", "default": 60},
-    "cleanup_failed_hooks": {"type": "bool", "default": True},
-}
+class ReleaseManager(Watcher):
+    """One run of coder_helm_release: check, lock, plan, run helm (Watcher), recover, report."""
 
-
-def connection_argument_spec():
-    """A fresh copy of the options shared by coder_helm_release and coder_helm_release_info
-    (doc fragments coderops.deploy._helm and coderops.deploy._k8s_auth)."""
-    spec = copy.deepcopy(_CONNECTION_SPEC)
-    spec.update(auth_argument_spec())
-    return spec
-
-
-def release_argument_spec():
-    """A fresh copy of coder_helm_release's full argument spec."""
-    spec = connection_argument_spec()
-    spec.update(copy.deepcopy(_RELEASE_SPEC))
-    return spec
-
-
-def check_params(params):
-    """Input checks that need neither helm nor the cluster (raise InputError)."""
-    def _range(field, low, high):
-        value = params.get(field)
-        if value is None or not low <= value <= high:
-            raise InputError(field, f"{field} must be between {low} and {high}; got {value}")
-
-    for field in ("name", "namespace"):
-        value = params.get(field) or ""
-        if not value.strip():
-            raise InputError(field, f"{field} is empty; set it")
-    if len(params["name"]) > 53:
-        raise InputError("name", f"name {params['name']!r} is longer than helm's 53 characters")
-    _range("timeout", 10, 86400)
-    _range("rollback_timeout", 10, 86400)
-    _range("fail_fast_grace", 0, 3600)
-    _range("progress_interval", 1, MAX_PROGRESS_INTERVAL)
-    _range("history_max", 0, 1000)
-    _range("lock_ttl", 15, 3600)
-    state = params.get("state", "present")
-    if state == "present":
-        if not (params.get("chart_ref") or "").strip():
-            raise InputError("chart_ref", "chart_ref is empty; set it to a repository chart (such"
-                                          " as coder/coder with chart_repo_url) or a local chart path")
-        if not isinstance(params.get("values") or {}, dict):
-            raise InputError("values", "values must be a dictionary of Helm values")
-    if params.get("revision") is not None:
-        if state != "rolled_back":
-            raise InputError("revision", "revision is only used with state rolled_back")
-        if params["revision"] < 1:
-            raise InputError("revision", f"revision must be 1 or more; got {params['revision']}")
-
-
-def _canonical(values):
-    """Values as helm stores them (JSON types), for comparing."""
-    return json.loads(json.dumps(values or {}, sort_keys=True))
-
-
-def _dump(obj):
-    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
-
-
-# helm writes "Upgrade "x" failed: ...", "Release "x" failed: ..." or "Rollback "x" failed: ..."
-# into the description of a revision that failed; that text stays when a later (failed) rollback
-# relabels the revision "superseded".
-_FAILED_DESCRIPTION = re.compile(r"\bfailed\b", re.IGNORECASE)
-
-
-def is_good(entry):
-    return (entry.get("status") in GOOD_STATUSES
-            and not _FAILED_DESCRIPTION.search(entry.get("description") or ""))
-
-
-def last_good(history):
-    """The revision to go back to: the newest good `deployed` one, else the newest good `superseded`.
-
-    "Newest deployed or superseded" alone is not enough: a rollback that fails has already
-    relabelled the failed revision it started from "superseded" (while the last good one stays
-    "deployed"), so that revision would look like the newest good one.
-    """
-    good = [r for r in history if is_good(r)]
-    deployed = [r for r in good if r.get("status") == "deployed"]
-    pick = deployed[-1] if deployed else (good[-1] if good else None)
-    return int(pick["revision"]) if pick else None
-
-
-def needs_force(history):
-    """Whether a rollback must replace the objects rather than patch them.
-
-    helm 3 patches with a three-way merge whose "original" is the newest revision's manifest.
-    After a rollback that failed (the API server refused it), the newest revision records the
-    good manifest while the live objects are still the failed upgrade's: the merge then sees no
-    change and fields the failed upgrade added stay. A replace sets the objects exactly.
-    """
-    good = last_good(history)
-    return any(int(r["revision"]) > (good or 0)
-               and (r.get("description") or "").lower().startswith("rollback")
-               and r.get("status") == "failed" for r in history)
-
-
-def analyse(history):
-    """What the history says: status, pending, deployed and last good revisions."""
-    if not history:
-        return {"exists": False, "status": None, "revision": None, "chart": None, "pending": False,
-                "deployed_revision": None, "last_good_revision": None}
-    latest = history[-1]
-    deployed = [r for r in history if r.get("status") == "deployed"]
-    return {
-        "exists": True,
-        "status": latest.get("status"),
-        "revision": int(latest["revision"]),
-        "chart": latest.get("chart"),
-        "pending": latest.get("status") in PENDING_STATUSES,
-        "deployed_revision": int(deployed[-1]["revision"]) if deployed else None,
-        "last_good_revision": last_good(history),
-    }
-
-
-def _entry(history, revision):
-    return next((r for r in history if int(r["revision"]) == int(revision)), None)
-
-
-def short_history(history, count=10):
-    return [{"revision": int(r["revision"]), "status": r.get("status"), "chart": r.get("chart"),
-             "updated": r.get("updated"), "description": (r.get("description") or "")[:300]}
-            for r in history[-count:]]
-
-
-class Cancel:
-    """Set by a signal handler; also trips when the process that started us went away."""
-
-    def __init__(self, parent_pid=None):
-        self.reason = None
-        self.parent_pid = parent_pid
-
-    def request(self, reason):
-        if not self.reason:
-            self.reason = reason
-
-    def check(self):
-        if not self.reason and self.parent_pid and os.getppid() != self.parent_pid:
-            self.reason = "the Ansible process that started this run went away (killed)"
-        return self.reason
-
-
-class Failure(Exception):
-    """Ends a run with a failed result: msg, plus the result fields to return."""
-
-    def __init__(self, msg, **fields):
-        super().__init__(msg)
-        self.msg = msg
-        self.fields = fields
-
-
-class ReleaseManager:
     def __init__(self, params, report=None, cancel=None, check_mode=False, diff=False, env=None):
         self.p = params
         self.report = report or (lambda line: None)
@@ -338,17 +171,7 @@ class ReleaseManager:
         self.result["failed"] = True
         self.result["msg"] = msg
 
-    def _say(self, line):
-        self.progress.append(line)
-        self.report(line)
-
     # -- shared steps ----------------------------------------------------------------------
-
-    def _label(self):
-        return f"release {self.p['name']} in namespace {self.p['namespace']}"
-
-    def _history(self):
-        return self.helm.history(self.p["name"], self.p["namespace"])
 
     def _check_lock(self):
         if not self.p.get("lock"):
@@ -376,19 +199,6 @@ class ReleaseManager:
             raise Failure(self._busy_message(exc.holder, exc.renewed, exc.operation),
                           reason="in_progress") from None
         self.lock = lock
-
-    def _pending_guidance(self, st):
-        good = st["last_good_revision"]
-        fix = (f"roll back to revision {good}, the last good one" if good else
-               "uninstall the release (it has no good revision) and install it again")
-        return (f"{self._label()} is stuck in {st['status']} (revision {st['revision']}): a helm"
-                f" process was killed mid-operation and no coderops run holds the release's Lease,"
-                f" so no operation is running. Helm cannot recover from this by itself (every"
-                f" operation fails with 'another operation is in progress'). Nothing was changed."
-                f" To recover, set recover_pending (coder_recover_pending: true) and run again:"
-                f" it will {fix}. Or by hand: "
-                + (f"helm rollback {self.p['name']} {good} -n {self.p['namespace']}" if good else
-                   f"helm uninstall {self.p['name']} -n {self.p['namespace']}") + ".")
 
     def _recover(self, st, history):
         """Put a release stuck pending-* back on its last good revision (or remove it)."""
@@ -436,214 +246,6 @@ class ReleaseManager:
                       f" behind by a failed revision (they would make the next hook fail)")
         return deleted
 
-    # -- the API server going away ---------------------------------------------------------
-
-    def _api_budget(self, elapsed):
-        """Seconds to wait for the API server after an operation that ran `elapsed` s."""
-        remaining = self.p["timeout"] - (elapsed or 0)
-        return int(min(max(API_WAIT_MIN, remaining), API_WAIT_MAX))
-
-    def _wait_for_api(self, budget):
-        """Poll the API server until it answers or `budget` s pass: (answered, waited_s, last error).
-
-        The Lease is renewed as soon as it answers: it may have run out meanwhile."""
-        start = time.monotonic()
-        last = None
-        next_say = start
-        while True:
-            err = self.kube.ping()
-            now = time.monotonic()
-            if err is None:
-                if self.lock is not None:
-                    self.lock.renew()
-                waited = round(now - start, 1)
-                if last is not None:
-                    self._say(f"the API server at {self.kube.server_url} answers again after {waited} s")
-                return True, waited, last
-            last = err
-            if now - start >= budget:
-                return False, round(now - start, 1), last
-            if now >= next_say:
-                self._say(f"the API server at {self.kube.server_url} does not answer ({err}); waiting"
-                          f" up to {budget} s for it to come back ({int(now - start)} s so far)")
-                next_say = now + self.p["progress_interval"]
-            if self.lock is not None:
-                self.lock.renew()
-            time.sleep(API_POLL_SECONDS)
-
-    def _api_trouble(self, outcome):
-        """What the API server did during a failed operation: None when it answered throughout.
-
-        Either the watcher saw it go away (outcome["api_outage"]) or helm's own error says it
-        could not reach it. In both cases wait for it to answer before reading the history and
-        rolling back: helm can do neither without it."""
-        outage = outcome.get("api_outage")
-        helm_says = unreachable_text(outcome.get("helm_error") or "")
-        if not outage and not helm_says:
-            return None
-        error = (outage or {}).get("error") or describe_unreachable(outcome.get("helm_error"))
-        budget = self._api_budget(outcome.get("elapsed_s"))
-        back, waited, last = self._wait_for_api(budget)
-        return {"url": self.kube.server_url, "error": error,
-                "away_s": (outage or {}).get("away_s"), "back_during_helm": bool(outage and outage.get("back")),
-                "waited_s": waited, "budget_s": budget, "back": back, "last_error": last}
-
-    def _api_gone_failure(self, operation, target, api, good, helm_error=None):
-        """The API server did not come back: fail naming what is probably left and the fix."""
-        p = self.p
-        self.api_gone = True
-        if good:
-            fix = (f"run ansible-playbook playbooks/rollback_coder.yml -e coder_namespace={p['namespace']}"
-                   f" -e coder_release_name={p['name']} -e coder_rollback_revision={good} (with your"
-                   f" inventory and connection variables), or: helm rollback {p['name']} {good}"
-                   f" -n {p['namespace']}")
-            left = (f"revision {target} (this {operation}) is most likely left pending-{operation} or"
-                    f" failed, and revision {good} is the last good one")
-        else:
-            fix = (f"run ansible-playbook playbooks/uninstall_coder.yml -e coder_namespace={p['namespace']}"
-                   f" -e coder_release_name={p['name']}, then deploy again (or: helm uninstall"
-                   f" {p['name']} -n {p['namespace']})")
-            left = f"revision {target} (this {operation}) is most likely left pending-{operation} or failed"
-        msg = (f"{self._label()}: helm {operation} to revision {target} FAILED (api_unreachable): the"
-               f" API server at {api['url']} went away during the {operation} ({api['error']}) and did"
-               f" not answer again within {api['budget_s']} s (last: {api['last_error']}), so the"
-               f" release could not be rolled back and its state could not be read: {left}."
-               + (f" helm said: {helm_error}." if helm_error else "")
-               + f" Once the API server answers, {fix}; wait"
-               f" for the Lease {self.kube.lock_name(p['name'])} to expire first ({p['lock_ttl']} s"
-               f" after its last renewal) if the run says another operation is in progress.")
-        raise Failure(msg, reason="api_unreachable", failed_revision=target, rolled_back_to=None,
-                      api_server={k: api[k] for k in ("url", "error", "waited_s", "back")})
-
-    def _history_after_change(self):
-        """helm history once the release was changed: waits for the API server if it went away."""
-        try:
-            return self._history()
-        except HelmError as exc:
-            if not unreachable_text(exc.message):
-                raise
-            back, dummy, last = self._wait_for_api(self._api_budget(self.p["timeout"]))
-            if not back:
-                self.api_gone = True
-                raise Failure(f"{self._label()}: the API server at {self.kube.server_url} went away"
-                              f" right after helm changed the release ({describe_unreachable(exc.message)})"
-                              f" and did not answer again (last: {last}); check the release with"
-                              f" helm history {self.p['name']} -n {self.p['namespace']} once it does,"
-                              f" and run playbooks/rollback_coder.yml if its newest revision is not"
-                              f" deployed.", reason="api_unreachable") from None
-            return self._history()
-
-    # -- the watched helm process ----------------------------------------------------------
-
-    def _progress_line(self, label, elapsed, timeout, report):
-        if report is None:
-            return f"{label}: {int(elapsed)} s of {timeout} s, waiting for helm"
-        parts = [f"{label}: {int(elapsed)} s of {timeout} s, pods ready {report['ready']}/{report['desired']}"]
-        if len(report["workloads"]) > 1:
-            parts.append(", ".join(f"{w['kind'].lower()} {w['name']} {w['ready']}/{w['desired']}"
-                                   for w in report["workloads"]))
-        problems = report["problems"]
-        if problems:
-            shown = "; ".join(f"{p['pod']}: {p['reason']} ({p['message']})" for p in problems[:3])
-            more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-            parts.append(f"not ready: {shown}{more}")
-        elif report["desired"] and report["ready"] >= report["desired"]:
-            parts.append("all pods ready; helm is finishing")
-        else:
-            parts.append("waiting for the new pods to be created")
-        return "; ".join(parts)
-
-    def _watched(self, cmd, label, timeout, fail_fast=True, cancellable=False):
-        """Run helm, watching pods, printing progress, failing fast, renewing the Lease.
-
-        Only installs and upgrades are `cancellable`: a rollback or an uninstall is the way back
-        to a known state and runs to its end even when the run is being cancelled.
-        """
-        started_at = datetime.datetime.now(datetime.UTC)
-        start = time.monotonic()
-        interval = self.p["progress_interval"]
-        grace = self.p["fail_fast_grace"]
-        self._say(f"{label}: started (timeout {timeout} s)")
-        running = self.helm.start(cmd)
-        next_progress = start + interval
-        next_pods = start + 1.0
-        next_renew = start + max(5, self.p["lock_ttl"] // 4)
-        fatal_since = {}
-        report = None
-        stopped = None
-        outage = None  # {"since", "error", "away_s", "back"} while/after the API server went away
-        while running.wait_up_to(POLL_SECONDS) is None:
-            now = time.monotonic()
-            reason = self.cancel.check() if cancellable else None
-            if reason:
-                stopped = {"cause": "cancelled", "detail": reason}
-                self._say(f"{label}: cancelled ({reason}); stopping helm")
-                running.stop()
-                break
-            if self.lock is not None and now >= next_renew:
-                self.lock.renew()
-                next_renew = now + max(5, self.p["lock_ttl"] // 4)
-            if now >= next_pods:
-                next_pods = now + POD_CHECK_SECONDS
-                try:
-                    report = self.kube.pods_report(self.p["namespace"], self.p["name"])
-                except KubeError:
-                    pass
-                except Exception as exc:  # pylint: disable=broad-exception-caught
-                    # The API server went away (restarted, upgraded): helm may still finish (or
-                    # fail on it); keep waiting for helm rather than failing on the client's error.
-                    if not unreachable(exc):
-                        raise
-                    if outage is None or outage.get("back"):
-                        outage = {"since": now, "error": describe_unreachable(exc), "away_s": None,
-                                  "back": False}
-                        self._say(f"{label}: the API server at {self.kube.server_url} does not answer"
-                                  f" ({outage['error']}); still waiting for helm")
-                    report = None
-                else:
-                    if outage is not None and not outage["back"]:
-                        outage.update(back=True, away_s=round(now - outage["since"], 1))
-                        self._say(f"{label}: the API server at {self.kube.server_url} answers again"
-                                  f" after {outage['away_s']} s")
-                if fail_fast and report is not None and self.p["fail_fast"]:
-                    current = {p["pod"]: p for p in report["problems"] if p["fatal"]}
-                    for pod in list(fatal_since):
-                        if pod not in current:
-                            del fatal_since[pod]
-                    for pod in current:
-                        fatal_since.setdefault(pod, now)
-                    stuck = [pod for pod, t in fatal_since.items() if now - t >= grace]
-                    if stuck:
-                        p = current[stuck[0]]
-                        stopped = {"cause": "fail_fast",
-                                   "detail": f"pod {p['pod']} is in {p['reason']} ({p['message']})"
-                                             f" for {int(now - fatal_since[stuck[0]])} s, past the"
-                                             f" fail-fast grace of {grace} s; it will not become"
-                                             f" ready by waiting"}
-                        self._say(f"{label}: failing fast: {stopped['detail']}")
-                        running.stop()
-                        break
-            if now >= next_progress:
-                self._say(self._progress_line(label, now - start, timeout, report))
-                next_progress = now + interval
-        rc, out, err = running.finish()
-        elapsed = round(time.monotonic() - start, 1)
-        ok = stopped is None and rc == 0
-        if outage is not None and not outage["back"]:
-            outage["away_s"] = round(time.monotonic() - outage["since"], 1)
-        outcome = {"ok": ok, "rc": rc, "stdout": out, "stderr": err, "elapsed_s": elapsed,
-                   "started_at": started_at, "stopped": stopped, "last_report": report,
-                   "error": None, "api_outage": outage}
-        if not ok:
-            helm_said = error_text(err) if err.strip() else f"helm exited with {rc}"
-            outcome["helm_error"] = helm_said
-            if stopped:
-                outcome["error"] = f"{stopped['detail']} (helm then said: {helm_said})"
-            else:
-                outcome["error"] = helm_said
-        self._say(f"{label}: {'done' if ok else 'failed'} after {elapsed} s")
-        return outcome
-
     # -- state: present --------------------------------------------------------------------
 
     def _chart(self):
@@ -659,9 +261,9 @@ class ReleaseManager:
         if st["deployed_revision"] is None:
             return ("upgrade", f"the release has no deployed revision (revision {st['revision']} is"
                                f" {st['status']}, e.g. a failed first install kept on purpose)", None)
-        deployed = _entry(history, st["deployed_revision"])
-        current_values = _canonical(self.helm.values(self.p["name"], self.p["namespace"],
-                                                     st["deployed_revision"]))
+        deployed = revision_entry(history, st["deployed_revision"])
+        current_values = canonical(self.helm.values(self.p["name"], self.p["namespace"],
+                                                    st["deployed_revision"]))
         before = {"chart": deployed.get("chart"), "values": current_values}
         same = deployed.get("chart") == wanted_chart and current_values == values
         if same and st["revision"] == st["deployed_revision"]:
@@ -679,7 +281,7 @@ class ReleaseManager:
 
     def _present(self):
         p = self.p
-        values = _canonical(p.get("values"))
+        values = canonical(p.get("values"))
         if not self.kube.namespace_exists(p["namespace"]) and not p.get("create_namespace"):
             raise Failure(f"namespace {p['namespace']} does not exist; create it, or set"
                           f" create_namespace", field="namespace", reason="invalid_options")
@@ -692,7 +294,7 @@ class ReleaseManager:
         self._check_lock()
         if st["pending"]:
             if not p.get("recover_pending"):
-                raise Failure(self._pending_guidance(st), reason="pending",
+                raise Failure(pending_guidance(self._label(), p["name"], p["namespace"], st), reason="pending",
                               history=short_history(history), status=st["status"],
                               revision=st["revision"])
             if self.check_mode:
@@ -707,8 +309,8 @@ class ReleaseManager:
         operation, why, before = self._plan(history, chart, values)
         after = {"chart": wanted_chart, "values": values}
         if self.diff and operation != "none":
-            self.result["diff"] = {"before": _dump(before) if before else "",
-                                   "after": _dump(after),
+            self.result["diff"] = {"before": dump(before) if before else "",
+                                   "after": dump(after),
                                    "before_header": f"{self._label()} (deployed)",
                                    "after_header": f"{self._label()} (wanted)"}
         self.result.update(operation=operation, reason_for_operation=why)
@@ -744,14 +346,14 @@ class ReleaseManager:
 
     def _finish_ok(self, history, operation):
         st = analyse(history)
-        entry = _entry(history, st["revision"]) or {}
+        newest = revision_entry(history, st["revision"]) or {}
         url = None
         for _attempt in range(10):
             url = self.kube.access_url(self.p["namespace"], self.p["name"])
             if url or operation == "none":
                 break
             time.sleep(1)
-        chart = entry.get("chart")
+        chart = newest.get("chart")
         self.result.update(revision=st["revision"], status=st["status"], access_url=url,
                            history=short_history(history))
         if chart:
@@ -832,9 +434,9 @@ class ReleaseManager:
             self._api_gone_failure(operation, target, again, good, outcome.get("helm_error"))
         final = self._history_after_change()
         fst = analyse(final)
-        cause = self._cause(outcome)
+        reason = cause(outcome)
         failure = {
-            "operation": operation, "cause": cause, "helm_error": outcome.get("helm_error"),
+            "operation": operation, "cause": reason, "helm_error": outcome.get("helm_error"),
             "stopped": outcome["stopped"]["detail"] if outcome["stopped"] else None,
             "elapsed_s": outcome["elapsed_s"], "timeout": p["timeout"],
             "failed_revision": new_rev, "rolled_back_to": rolled_back_to,
@@ -843,11 +445,12 @@ class ReleaseManager:
             "pods_ready": f"{(report or {}).get('ready', 0)}/{(report or {}).get('desired', 0)}",
             "events": events, "hook_jobs": hook_jobs, "api_server": api,
         }
-        summary = self._summary(operation, target, wanted_chart, failure, fst, good)
+        summary = failure_summary(self._label(), p["name"], p["namespace"], operation, target,
+                                  wanted_chart, failure, fst, good)
         self.result.update(failure=failure, rolled_back_to=rolled_back_to, failed_revision=new_rev,
                            revision=fst["revision"], status=fst["status"],
                            history=short_history(final), summary=summary)
-        self._fail(summary, reason=cause)
+        self._fail(summary, reason=reason)
 
     def _rollback_to(self, good, history, cancelled):
         p = self.p
@@ -857,87 +460,6 @@ class ReleaseManager:
                                                         force=needs_force(history)),
                              f"rollback of {p['name']} to revision {good}", p["rollback_timeout"],
                              fail_fast=not cancelled)
-
-    @staticmethod
-    def _cause(outcome):
-        stopped = outcome["stopped"]
-        if stopped:
-            return stopped["cause"]
-        err = (outcome["error"] or "").lower()
-        if "another operation" in err:
-            return "in_progress"
-        if unreachable_text(err):
-            return "api_unreachable"
-        if "hook" in err:
-            return "hook_failed"
-        if "immutable" in err:
-            return "immutable_field"
-        if ("context deadline exceeded" in err or "timed out" in err or "timeout" in err
-                or "not ready. status:" in err):
-            return "timeout"
-        if "is invalid" in err or "admission" in err or "denied" in err or "forbidden" in err:
-            return "rejected"
-        return "helm_error"
-
-    def _summary(self, operation, target, wanted_chart, f, fst, good):
-        name = self.p["name"]
-        lines = [f"{self._label()}: helm {operation} to revision {target} ({wanted_chart}) FAILED"
-                 f" ({f['cause']}) after {f['elapsed_s']} s."]
-        if f["cause"] == "fail_fast":
-            lines.append(f"cause: {f['stopped']}; helm was stopped instead of waiting out the"
-                         f" timeout of {f['timeout']} s.")
-        elif f["cause"] == "cancelled":
-            lines.append(f"cause: the run was cancelled ({f['stopped']}); helm was stopped.")
-        elif f["cause"] == "timeout":
-            lines.append(f"cause: the release was not ready within the timeout of {f['timeout']} s.")
-        api = f.get("api_server")
-        if api:
-            line = f"the API server at {api['url']} went away during the {operation} ({api['error']})"
-            if api.get("away_s"):
-                line += f" for {api['away_s']} s"
-                if api.get("back_during_helm"):
-                    line += " and came back while helm was still running"
-            if api["waited_s"] >= 1 or not api.get("back_during_helm"):
-                line += f"; waited {api['waited_s']} s for it to come back"
-            if f["rolled_back_to"]:
-                line += f"; rolled back to revision {f['rolled_back_to']}"
-            lines.append(line + ".")
-        lines.append(f"helm said: {f['helm_error']}")
-        pods = f["pods"]
-        if pods:
-            shown = "; ".join(f"{p['pod']}: {p['reason']} ({p['message']})" for p in pods[:5])
-            more = f" (+{len(pods) - 5} more)" if len(pods) > 5 else ""
-            lines.append(f"pods not ready ({f['pods_ready']} ready): {shown}{more}")
-        else:
-            lines.append(f"pods: {f['pods_ready']} ready, none reported a problem")
-        for job in f["hook_jobs"]:
-            lines.append(f"hook Job {job['job']}: {job['reason']} {job['message']}".rstrip())
-        if f["events"]:
-            lines.append("recent events: " + "; ".join(
-                f"{e['type']} {e['reason']} {e['object']}: {e['message']}" for e in f["events"][-8:]))
-        else:
-            lines.append("recent events: none")
-        if f["rolled_back_to"]:
-            lines.append(f"rolled back to revision {f['rolled_back_to']}, the last good one: the"
-                         f" release is now revision {fst['revision']} ({fst['status']}), with the"
-                         f" chart and values of revision {f['rolled_back_to']}.")
-        elif f["rollback_error"] and good:
-            lines.append(f"ROLLBACK FAILED as well: the rollback to revision {good} said:"
-                         f" {f['rollback_error']}. The release is at revision {fst['revision']}"
-                         f" ({fst['status']}). Fix the cause, then run playbooks/rollback_coder.yml"
-                         f" with coder_rollback_revision: {good} (or: helm rollback {name} {good}"
-                         f" -n {self.p['namespace']}).")
-        elif f["uninstalled"]:
-            lines.append("this was the first install and there is no good revision: the failed"
-                         " release was uninstalled, so the next run starts clean.")
-        elif f["rollback_error"]:
-            lines.append(f"this was the first install; removing the failed release failed too:"
-                         f" {f['rollback_error']}. The next run upgrades it (it is not 'absent').")
-        else:
-            lines.append(f"this was the first install and there is no good revision; the failed"
-                         f" release is kept (keep_failed_install) at revision {fst['revision']}"
-                         f" ({fst['status']}); the next run upgrades it.")
-        return "\n".join(lines)
 
     # -- state: absent ---------------------------------------------------------------------
 
@@ -951,10 +473,10 @@ class ReleaseManager:
         if self.diff:
             before = {}
             if st["deployed_revision"]:
-                before = {"chart": _entry(history, st["deployed_revision"]).get("chart"),
-                          "values": _canonical(self.helm.values(self.p["name"], self.p["namespace"],
-                                                                st["deployed_revision"]))}
-            self.result["diff"] = {"before": _dump(before), "after": "",
+                before = {"chart": revision_entry(history, st["deployed_revision"]).get("chart"),
+                          "values": canonical(self.helm.values(self.p["name"], self.p["namespace"],
+                                                               st["deployed_revision"]))}
+            self.result["diff"] = {"before": dump(before), "after": "",
                                    "before_header": self._label(), "after_header": "(absent)"}
         self.result.update(operation="uninstall", changed=True)
         if self.check_mode:
@@ -992,21 +514,21 @@ class ReleaseManager:
                 raise Failure(f"{self._label()} has no good (deployed or superseded) revision to roll"
                               f" back to; uninstall it (playbooks/uninstall_coder.yml) and install"
                               f" again", reason="no_good_revision", history=short_history(history))
-        entry = _entry(history, wanted)
-        if entry is None:
+        target = revision_entry(history, wanted)
+        if target is None:
             raise Failure(f"revision {wanted} of {self._label()} does not exist (it has"
                           f" {', '.join(str(r['revision']) for r in history[-10:])}); set revision"
                           f" to one of them", reason="invalid_options", field="revision")
-        if not is_good(entry):
+        if not is_good(target):
             raise Failure(f"revision {wanted} of {self._label()} is not a good revision (status"
-                          f" {entry.get('status')}: {entry.get('description')}); roll back to one"
+                          f" {target.get('status')}: {target.get('description')}); roll back to one"
                           f" that was deployed successfully", field="revision", reason="invalid_options")
-        target_values = _canonical(self.helm.values(p["name"], p["namespace"], wanted))
+        target_values = canonical(self.helm.values(p["name"], p["namespace"], wanted))
         if st["status"] == "deployed":
-            current_values = _canonical(self.helm.values(p["name"], p["namespace"], st["revision"]))
+            current_values = canonical(self.helm.values(p["name"], p["namespace"], st["revision"]))
             if (int(wanted) == st["revision"] or
                     (current_values == target_values and
-                     _entry(history, st["revision"]).get("chart") == entry.get("chart"))):
+                     revision_entry(history, st["revision"]).get("chart") == target.get("chart"))):
                 self.result.update(operation="none")
                 self._finish_ok(history, "none")
                 self.result["msg"] = (f"{self._label()} already runs the chart and values of"
@@ -1016,9 +538,9 @@ class ReleaseManager:
             current_values = None
         if self.diff:
             self.result["diff"] = {
-                "before": _dump({"chart": _entry(history, st["revision"]).get("chart"),
-                                 "values": current_values}),
-                "after": _dump({"chart": entry.get("chart"), "values": target_values}),
+                "before": dump({"chart": revision_entry(history, st["revision"]).get("chart"),
+                                "values": current_values}),
+                "after": dump({"chart": target.get("chart"), "values": target_values}),
                 "before_header": f"{self._label()} (revision {st['revision']}, {st['status']})",
                 "after_header": f"revision {wanted}"}
         self.result.update(operation="rollback", changed=True, rolled_back_to=int(wanted))
@@ -1035,13 +557,12 @@ class ReleaseManager:
         if not outcome["ok"]:
             fst = analyse(final)
             report, events, dummy = self._diagnostics(outcome, None)
-            pods = "; ".join(f"{x['pod']}: {x['reason']} ({x['message']})"
-                             for x in (report or {}).get("problems", [])[:5])
-            ev = "; ".join(f"{e['type']} {e['reason']} {e['object']}: {e['message']}" for e in events[-8:])
+            pods = format_pods((report or {}).get("problems", []), 5)
+            ev = format_events(events)
             raise Failure(f"{self._label()}: the rollback to revision {wanted} FAILED: {outcome['error']}\n"
                           f"pods not ready: {pods or 'none reported'}\nrecent events: {ev or 'none'}\n"
                           f"The release is at revision {fst['revision']} ({fst['status']}).",
-                          reason=self._cause(outcome),
+                          reason=cause(outcome),
                           history=short_history(final), revision=fst["revision"], status=fst["status"])
         self._finish_ok(final, "rollback")
 

@@ -183,7 +183,9 @@ secrets:
   elements: dict
   sample: [{"name": "coder-db-password-v2", "type": "Opaque", "keys": ["password"], "action": "created"}]
 password_secret_name:
-  description: The v1 password Secret the values must name (a version with O(immutable_versions)); V(null) when none was written.
+  description:
+    - The v1 password Secret the values must name (a version with O(immutable_versions)).
+    - V(null) when none was written.
   returned: always
   type: str
   sample: coder-db-password-v2

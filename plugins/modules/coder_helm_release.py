@@ -389,7 +389,9 @@ lock_left:
   type: str
   sample: coder-coderops-lock
 reason_for_operation:
-  description: Why RV(operation) was chosen - for example what differs between the deployed revision and the wanted chart and values.
+  description:
+    - Why RV(operation) was chosen - for example what differs between the deployed revision and
+      the wanted chart and values.
   returned: with O(state=present), once the release's history was read
   type: str
   version_added: 0.2.0
@@ -434,11 +436,8 @@ duration_s:
 import signal
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import (
-    Cancel,
-    ReleaseManager,
-    release_argument_spec,
-)
+from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import Cancel, ReleaseManager
+from ansible_collections.coderops.deploy.plugins.module_utils._release_params import release_argument_spec
 
 
 def main():

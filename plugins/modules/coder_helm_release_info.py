@@ -157,12 +157,9 @@ field:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import HelmError
-from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import (
-    InputError,
-    connection_argument_spec,
-    release_info,
-)
+from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import InputError, release_info
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import KubeError
+from ansible_collections.coderops.deploy.plugins.module_utils._release_params import connection_argument_spec
 
 
 def main():

@@ -10,7 +10,10 @@ from __future__ import annotations
 import pytest
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_cli as cli
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_release as rel
+from ansible_collections.coderops.deploy.plugins.module_utils import _release_history as history_mod
+from ansible_collections.coderops.deploy.plugins.module_utils import _release_params as params_mod
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import KubeAuth
+from ansible_collections.coderops.deploy.plugins.module_utils._release_text import progress_line
 
 
 def h(*entries):
@@ -19,14 +22,14 @@ def h(*entries):
 
 
 def test_absent_release():
-    st = rel.analyse([])
+    st = history_mod.analyse([])
     assert st["exists"] is False and st["last_good_revision"] is None and st["pending"] is False
 
 
 def test_last_good_after_a_failed_upgrade_and_rollback():
     hist = h(("superseded", "Install complete"), ("failed", 'Upgrade "coder" failed: x'),
              ("deployed", "Rollback to 1"))
-    st = rel.analyse(hist)
+    st = history_mod.analyse(hist)
     assert st["last_good_revision"] == 3 and st["deployed_revision"] == 3 and st["status"] == "deployed"
 
 
@@ -35,29 +38,29 @@ def test_last_good_is_not_the_failed_revision_a_failed_rollback_relabelled():
     # "superseded", the good one (1) still "deployed". Never go to 2.
     hist = h(("deployed", "Install complete"), ("superseded", 'Upgrade "coder" failed: deadline'),
              ("failed", 'Rollback "coder" failed: forbidden'))
-    assert rel.last_good(hist) == 1
-    assert rel.needs_force(hist) is True
+    assert history_mod.last_good(hist) == 1
+    assert history_mod.needs_force(hist) is True
 
 
 def test_no_force_after_an_ordinary_failed_upgrade():
     hist = h(("deployed", "Install complete"), ("failed", 'Upgrade "coder" failed: x'))
-    assert rel.last_good(hist) == 1
-    assert rel.needs_force(hist) is False
+    assert history_mod.last_good(hist) == 1
+    assert history_mod.needs_force(hist) is False
 
 
 def test_pending_states_and_no_good_revision():
     for status in cli.PENDING_STATUSES:
-        st = rel.analyse(h(("superseded", "Install complete"), ("deployed", "Upgrade complete"),
-                           (status, "Preparing upgrade")))
+        st = history_mod.analyse(h(("superseded", "Install complete"), ("deployed", "Upgrade complete"),
+                                   (status, "Preparing upgrade")))
         assert st["pending"] is True and st["last_good_revision"] == 2
-    st = rel.analyse(h(("failed", 'Release "coder" failed: x')))
+    st = history_mod.analyse(h(("failed", 'Release "coder" failed: x')))
     assert st["last_good_revision"] is None and st["deployed_revision"] is None
 
 
 def test_superseded_only_history_falls_back_to_the_newest_good_superseded():
     hist = h(("superseded", "Install complete"), ("superseded", "Upgrade complete"),
              ("failed", 'Upgrade "coder" failed: x'))
-    assert rel.last_good(hist) == 2
+    assert history_mod.last_good(hist) == 2
 
 
 @pytest.mark.parametrize("text,cause", [
@@ -71,11 +74,11 @@ def test_superseded_only_history_falls_back_to_the_newest_good_superseded():
     ("something else", "helm_error"),
 ])
 def test_cause(text, cause):
-    assert rel.ReleaseManager._cause({"stopped": None, "error": text}) == cause
+    assert rel.cause({"stopped": None, "error": text}) == cause
 
 
 def test_cause_of_an_early_stop():
-    assert rel.ReleaseManager._cause({"stopped": {"cause": "fail_fast"}, "error": "x"}) == "fail_fast"
+    assert rel.cause({"stopped": {"cause": "fail_fast"}, "error": "x"}) == "fail_fast"
 
 
 def test_error_text_drops_helm4_log_lines_and_shortens():
@@ -121,24 +124,23 @@ def test_flags_per_major(major, wait):
     ("lock_ttl", 5), ("chart_ref", ""), ("revision", 3),
 ])
 def test_check_params(field, value):
-    params = {k: v.get("default") for k, v in rel.release_argument_spec().items()}
+    params = {k: v.get("default") for k, v in params_mod.release_argument_spec().items()}
     params.update(name="coder", namespace="ns", chart_ref="coder/coder")
     params[field] = value
     with pytest.raises(rel.InputError) as exc:
-        rel.check_params(params)
+        params_mod.check_params(params)
     assert exc.value.field == field
 
 
 def test_argument_specs_are_fresh_copies():
-    a = rel.release_argument_spec()
+    a = params_mod.release_argument_spec()
     a["timeout"]["default"] = 1
-    assert rel.release_argument_spec()["timeout"]["default"] == 300
-    assert set(rel.connection_argument_spec()) <= set(rel.release_argument_spec())
+    assert params_mod.release_argument_spec()["timeout"]["default"] == 300
+    assert set(params_mod.connection_argument_spec()) <= set(params_mod.release_argument_spec())
 
 
 def test_progress_line_says_why_not_ready():
-    mgr = object.__new__(rel.ReleaseManager)
-    line = mgr._progress_line("helm upgrade", 31, 300, {
+    line = progress_line("helm upgrade", 31, 300, {
         "desired": 2, "ready": 1, "workloads": [{"kind": "Deployment", "name": "coderd", "ready": 1, "desired": 2}],
         "problems": [{"pod": "coderd-x", "reason": "CrashLoopBackOff", "message": "back-off", "fatal": True}]})
     assert "31 s of 300 s" in line and "pods ready 1/2" in line and "coderd-x: CrashLoopBackOff" in line
@@ -151,7 +153,7 @@ def test_doc_fragment_matches_the_connection_spec():
 
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
     documented.update(yaml.safe_load(Auth.DOCUMENTATION)["options"])
-    spec = rel.connection_argument_spec()
+    spec = params_mod.connection_argument_spec()
     assert set(documented) == set(spec)
     for name, option in spec.items():
         assert documented[name]["type"] == option["type"], name

@@ -13,6 +13,8 @@ from __future__ import annotations
 import pytest
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_release as rel
 from ansible_collections.coderops.deploy.plugins.module_utils import _kube as kube_mod
+from ansible_collections.coderops.deploy.plugins.module_utils import _release_params as params_mod
+from ansible_collections.coderops.deploy.plugins.module_utils import _release_watch as watch
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import HelmError
 
 urllib3 = pytest.importorskip("urllib3")
@@ -146,7 +148,7 @@ class FakeHelm:
 
 
 def manager(kube, helm, **params):
-    p = {k: v.get("default") for k, v in rel.release_argument_spec().items()}
+    p = {k: v.get("default") for k, v in params_mod.release_argument_spec().items()}
     p.update(name="coder", namespace="ns", chart_ref="coder/coder", timeout=120, progress_interval=15)
     p.update(params)
     mgr = rel.ReleaseManager(p)
@@ -196,7 +198,7 @@ def test_the_reason_is_short():
 def test_cause_of_a_helm_error_from_an_unreachable_server():
     err = ('UPGRADE FAILED: Get "https://127.0.0.1:6443/api/v1/pods": dial tcp 127.0.0.1:6443: connect:'
            ' connection refused')
-    assert rel.ReleaseManager._cause({"stopped": None, "error": err}) == "api_unreachable"
+    assert rel.cause({"stopped": None, "error": err}) == "api_unreachable"
 
 
 # -- watching helm while the server is away ------------------------------------------------------
@@ -307,7 +309,7 @@ def test_server_gone_for_good_during_the_rollback_fails_with_the_command(clock):
 
 
 def test_server_never_back_fails_with_the_state_and_the_command(clock, monkeypatch):
-    monkeypatch.setattr(rel, "API_WAIT_MIN", 120)
+    monkeypatch.setattr(watch, "API_WAIT_MIN", 120)
     kube = FakeKube(clock, down_until=clock.now + 10_000)
     helm = FakeHelm(kube)
     mgr = manager(kube, helm, timeout=120)
@@ -335,8 +337,8 @@ def test_server_never_back_fails_with_the_state_and_the_command(clock, monkeypat
 def test_the_wait_is_bounded_by_the_rest_of_the_timeout_and_a_cap():
     mgr = manager(None, None, timeout=300)
     assert mgr._api_budget(20) == 280
-    assert mgr._api_budget(290) == rel.API_WAIT_MIN
-    assert manager(None, None, timeout=86400)._api_budget(10) == rel.API_WAIT_MAX
+    assert mgr._api_budget(290) == watch.API_WAIT_MIN
+    assert manager(None, None, timeout=86400)._api_budget(10) == watch.API_WAIT_MAX
 
 
 def test_history_after_a_successful_change_waits_for_the_server(clock):

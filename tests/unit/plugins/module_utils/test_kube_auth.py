@@ -15,7 +15,7 @@ import pytest
 import yaml
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_cli as cli
 from ansible_collections.coderops.deploy.plugins.module_utils import _kube as kube
-from ansible_collections.coderops.deploy.plugins.module_utils._helm_release import (
+from ansible_collections.coderops.deploy.plugins.module_utils._release_params import (
     connection_argument_spec,
     release_argument_spec,
 )
