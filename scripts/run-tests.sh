@@ -34,6 +34,8 @@ step_times=()
 
 step lint-testbed bash -c "$VENV/ruff check testbed tests/testbed scripts && $VENV/yamllint testbed tests/testbed .yamllint"
 step testbed-smoke "$VENV/pytest" -p no:cacheprovider -q tests/testbed --junitxml="$JUNIT_DIR/testbed-smoke.xml"
+# The Coder stand-in (tests/images/coder-standin, issue 14): its Go tests, no database needed.
+step coder-standin bash -c "cd tests/images/coder-standin && GONOSUMDB=github.com/coder/pq go vet ./... && GONOSUMDB=github.com/coder/pq go test -count=1 ./..."
 if [ -x scripts/test-collection.sh ]; then
   step collection scripts/test-collection.sh
 fi

@@ -226,7 +226,7 @@ tarball() {
     # Nothing of the test bed, the virtualenvs, the scripts or the tooling may be in it.
     tar -tzf "$built" >"$WORK/tarball.txt" || return 1
     echo "$(wc -l <"$WORK/tarball.txt") entries"
-    if grep -E '^(\./)?(\.venv|\.venv-oldest|\.testbed|\.nox|build|testbed|tests/testbed|tests/output|scripts|\.ci|bench|molecule)(/|$)|^(\./)?(noxfile\.py|antsibull-nox\.toml|requirements-nox\.txt)$' "$WORK/tarball.txt"; then
+    if grep -E '^(\./)?(\.venv|\.venv-oldest|\.testbed|\.nox|build|testbed|tests/testbed|tests/images|tests/output|scripts|\.ci|bench|molecule)(/|$)|^(\./)?(noxfile\.py|antsibull-nox\.toml|requirements-nox\.txt)$' "$WORK/tarball.txt"; then
         echo "the tarball holds the files above, which build_ignore should keep out"
         return 1
     fi
