@@ -30,11 +30,14 @@ def _cmd(args, env):
 
 
 def _collection_version(name):
-    site = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "ansible_collections"
-    try:
-        return json.loads((site.joinpath(*name.split(".")) / "MANIFEST.json").read_text())["collection_info"]["version"]
-    except (OSError, ValueError, KeyError):
-        return "?"
+    # .venv's Python version follows the Makefile (3.12 today): look in whichever it has.
+    for site in sorted((REPO / ".venv" / "lib").glob("python3.*/site-packages/ansible_collections")):
+        try:
+            manifest = json.loads((site.joinpath(*name.split(".")) / "MANIFEST.json").read_text())
+            return manifest["collection_info"]["version"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return "?"
 
 
 def machine_info(env):
