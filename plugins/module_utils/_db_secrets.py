@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import re
-from urllib.parse import quote
 
 from ansible_collections.coderops.deploy.plugins.module_utils._inputs import (
     InputError,
@@ -40,6 +39,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._kube import (
     ApiException,
     describe_unreachable,
 )
+from ansible_collections.coderops.deploy.plugins.module_utils._pg_errors import scrub
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_url import pg_url
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -164,19 +164,15 @@ def _check_names(params, names, given):
             raise SecretsError(f"{exc} Nothing was changed.", option) from None
 
 
-def _hidden_forms(values):
-    """Every form in which a value could come back in an API message: as it is, base64,
-    percent-encoded, JSON- or Go-quoted, and each long line of a PEM file on its own."""
-    forms = set()
+def _secret_texts(values):
+    """The values as text, and each long line of a PEM file on its own: what _pg_errors.scrub
+    looks for (in every encoding) in an API message."""
+    texts = []
     for value in values:
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        raw = value if isinstance(value, bytes) else value.encode("utf-8")
-        if not text:
-            continue
-        forms.update((text, base64.b64encode(raw).decode("ascii"), quote(text, safe=""),
-                      json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]))
-        forms.update(line.strip() for line in text.splitlines() if len(line.strip()) >= _HIDE_FRAGMENT_LEN)
-    return [f for f in forms if f]
+        texts.append(text)
+        texts.extend(line.strip() for line in text.splitlines() if len(line.strip()) >= _HIDE_FRAGMENT_LEN)
+    return [t for t in texts if t]
 
 
 def desired_secrets(params, names):
@@ -202,9 +198,9 @@ def desired_secrets(params, names):
             # Never the password: the message names the part of url_options at fault.
             field = "db_password" if exc.field == "password" else "url_options"
             raise SecretsError(f"{names(field)}: {exc}. Nothing was changed.", field) from None
-        hidden = [password, quote(password, safe="")] if password else []
+        # The password on its own too: scrub also looks for its percent-encoded form.
         out.append(Desired(params["url_secret"], "Opaque", {"url": url.encode("utf-8")}, "url_secret",
-                           labels=labels, hidden=hidden))
+                           labels=labels, hidden=[password] if password else []))
     if params.get("ssl_cert_file"):
         out.append(Desired(params["ssl_client_secret"], "kubernetes.io/tls",
                            {"tls.crt": _read_file(names, "ssl_cert_file", params["ssl_cert_file"]),
@@ -247,7 +243,7 @@ class DbSecrets:
             detail = str(json.loads(exc.body).get("message", ""))
         except (ValueError, TypeError, AttributeError):
             detail = str(exc.body or "")
-        if any(form in detail for form in self.hidden):
+        if scrub(detail, self.hidden) != detail:
             detail = "(hidden: it contains the Secret data)"
         hint = ""
         if status == 403:
@@ -335,7 +331,7 @@ class DbSecrets:
 
     def write(self, desired, namespace_pending=False):
         """Create or patch one Secret; returns created, updated or unchanged."""
-        self.hidden.extend(_hidden_forms(list(desired.data.values()) + desired.hidden))
+        self.hidden.extend(_secret_texts(list(desired.data.values()) + desired.hidden))
         what = f"Writing the Secret {desired.name}"
         wanted = desired.encoded()
         after = {"type": desired.type, "keys": sorted(wanted), "immutable": desired.immutable}

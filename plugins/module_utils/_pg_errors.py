@@ -220,7 +220,8 @@ def scrub(text, secrets):
         if not secret:
             continue
         variants = {secret, quote(secret, safe=""), quote_plus(secret),
-                    json.dumps(secret)[1:-1], secret.replace("'", "''"),
+                    json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                    secret.replace("'", "''"),
                     secret.replace("\\", "\\\\").replace("'", "\\'")}
         try:
             variants.add(base64.b64encode(secret.encode("utf-8")).decode("ascii"))

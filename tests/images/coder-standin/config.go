@@ -221,14 +221,11 @@ func loadV1(c *Config, getenv func(string) string, readFile func(string) ([]byte
 	if _, err := strconv.Atoi(t.Port); err != nil {
 		return fmt.Errorf("DB_PORT %q is not a number", t.Port)
 	}
-	switch getenv("DB_CONNECTOR") {
-	case "", "postgres":
-		c.Auth = AuthPassword
-	case "awsiamrds":
-		c.Auth = AuthAWSIAMRDS
-	default:
-		return fmt.Errorf("DB_CONNECTOR %q: want postgres or awsiamrds", getenv("DB_CONNECTOR"))
+	auth, err := authFrom("DB_CONNECTOR", getenv("DB_CONNECTOR"), "postgres")
+	if err != nil {
+		return err
 	}
+	c.Auth = auth
 	password := getenv("DB_PASSWORD")
 	if p := getenv("DB_PASSWORD_PATH"); p != "" {
 		b, err := readFile(p)
@@ -310,14 +307,11 @@ func loadV2(c *Config, getenv func(string) string) error {
 		}
 	}
 
-	switch getenv("CODER_PG_AUTH") {
-	case "", "password":
-		c.Auth = AuthPassword
-	case "awsiamrds":
-		c.Auth = AuthAWSIAMRDS
-	default:
-		return fmt.Errorf("CODER_PG_AUTH %q: want password or awsiamrds", getenv("CODER_PG_AUTH"))
+	auth, err := authFrom("CODER_PG_AUTH", getenv("CODER_PG_AUTH"), "password")
+	if err != nil {
+		return err
 	}
+	c.Auth = auth
 
 	if !c.Version.AtLeast(2, 30) {
 		// CODER_PG_CONN_MAX_OPEN and _IDLE do not exist before 2.30: ignored.
@@ -394,4 +388,16 @@ func v2Target(raw string) Target {
 		}
 	}
 	return t
+}
+
+// authFrom reads the login method: v1's DB_CONNECTOR calls a password login "postgres", v2's
+// CODER_PG_AUTH "password"; both call the IAM token login "awsiamrds". Empty is a password login.
+func authFrom(name, value, passwordWord string) (string, error) {
+	switch value {
+	case "", passwordWord:
+		return AuthPassword, nil
+	case AuthAWSIAMRDS:
+		return AuthAWSIAMRDS, nil
+	}
+	return "", fmt.Errorf("%s %q: want %s or %s", name, value, passwordWord, AuthAWSIAMRDS)
 }

@@ -127,8 +127,9 @@ def test_scrub_removes_secret_in_every_form(secret):
     import json
     from urllib.parse import quote, quote_plus
 
+    # json.dumps(..., ensure_ascii=False) is Go's %q: quotes escaped, printable Unicode kept.
     forms = [secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1],
-             base64.b64encode(secret.encode()).decode()]
+             json.dumps(secret, ensure_ascii=False)[1:-1], base64.b64encode(secret.encode()).decode()]
     text = "x " + " | ".join(forms) + " y"
     out = scrub(text, [secret])
     for form in forms:
