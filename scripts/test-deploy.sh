@@ -9,10 +9,11 @@
 #              helm 3 only
 #
 # newest and oldest run at the same time, each on DEPLOY_WORKERS pytest-xdist workers (default 2),
-# with --dist loadscope: a test module's functions, and a class's methods, stay on one worker and in
-# order (the lifecycle classes, the fault tests on one good release and the leak tests share
-# module-scoped state). (--dist loadgroup would be finer, but pytest-xdist 3.8 does not apply its
-# groups under pytest 9: checked, the node ids keep no "@group".)
+# with --dist loadscope as tests/deploy/conftest.py splits it: a lifecycle class runs in order on
+# one worker, once per helm; every other test is a unit of its own, the longest first. What tests
+# share (the good release of the fault tests, the leak tests' canary) is built once per worker.
+# (--dist loadgroup would say the same with marks, but pytest-xdist 3.8 does not apply its groups
+# under pytest 9: checked, the node ids keep no "@group".)
 #
 #   scripts/test-deploy.sh                 everything
 #   scripts/test-deploy.sh -k crashloop    extra arguments go to both pytest runs

@@ -274,7 +274,7 @@ class DbSecrets:
                 if exc.status == 403:
                     return False  # reading namespaces is often not allowed; writing will tell
                 raise self._error(exc, f"Reading namespace {self.namespace}", "namespace") from None
-        except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 and socket errors
+        except Exception as exc:  # pylint: disable=duplicate-except  # socket and http.client errors
             raise self._error(exc, f"Reading namespace {self.namespace}", "namespace") from None
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
         try:

@@ -133,7 +133,7 @@ class ReleaseManager(Watcher):
         except Failure as exc:
             self._fail(exc.msg, **exc.fields)
         except Exception as exc:  # pylint: disable=broad-exception-caught
-            # The kubernetes client lets connection errors escape as urllib3's own exceptions;
+            # The client lets connection errors escape as socket and http.client exceptions;
             # say which server did not answer rather than a raw traceback text. Anything else
             # is a bug: let Ansible show it.
             if self.kube is None or not unreachable(exc):

@@ -16,8 +16,8 @@
 * A Lease that one run holds while it changes the release, so that a second run sees that
   another operation is in progress (and tells a live operation from a stuck pending-* release).
 
-The kubernetes Python client is used here (the same client kubernetes.core uses); helm itself
-talks to the API server with the same credentials (see KubeAuth).
+The calls go through _kube_rest (the standard library, not the kubernetes Python library: see
+there why); helm itself talks to the API server with the same credentials (see KubeAuth).
 
 The connection options are kubernetes.core's, with its environment variables (K8S_AUTH_*), so
 that AWX's built-in "OpenShift or Kubernetes API Bearer Token" credential (K8S_AUTH_HOST,
@@ -38,18 +38,12 @@ import uuid
 
 from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.parsing.convert_bool import boolean
-
-try:
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-    from kubernetes.client.rest import ApiException
-    from kubernetes.config.config_exception import ConfigException
-    from yaml import YAMLError  # the kubernetes library parses the kubeconfig with PyYAML
-except ImportError:
-    HAS_KUBERNETES = False
-    ApiException = ConfigException = YAMLError = Exception
-else:
-    HAS_KUBERNETES = True
+from ansible_collections.coderops.deploy.plugins.module_utils._kube_rest import Api, ApiException, Client
+from ansible_collections.coderops.deploy.plugins.module_utils._kubeconfig import (
+    Connection,
+    KubeconfigError,
+    load,
+)
 
 RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name"
 FATAL_REASONS = frozenset((
@@ -100,25 +94,24 @@ def unreachable_text(text):
 
 
 def unreachable(exc):
-    """Whether an exception of the kubernetes client means the API server did not answer (it is
-    down, restarting, or the network to it is), rather than an answer such as 404 or 403.
+    """Whether an exception of the client means the API server did not answer (it is down,
+    restarting, or the network to it is), rather than an answer such as 404 or 403.
 
-    The client lets urllib3's errors (MaxRetryError, ProtocolError ...) and socket errors escape
-    as they are; 502/503/504 come from an API server that is starting up or a proxy in front of
-    one that is down.
+    Socket errors (OSError: refused, reset, timed out, TLS) and http.client's (a closed or
+    garbled connection) escape as they are; 502/503/504 come from an API server that is starting
+    up or a proxy in front of one that is down.
     """
-    if isinstance(exc, ApiException) and HAS_KUBERNETES:
+    if isinstance(exc, ApiException):
         return getattr(exc, "status", None) in (None, 0, 502, 503, 504)
-    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, socket errors
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, socket and ssl errors
         return True
-    module = type(exc).__module__ or ""
-    if module.startswith("urllib3") or module.startswith("http.client"):
+    if (type(exc).__module__ or "").startswith("http.client"):
         return True
     return unreachable_text(str(exc))
 
 
 def describe_unreachable(exc_or_text, limit=200):
-    """A short reason: '[Errno 111] Connection refused' rather than urllib3's whole pool text."""
+    """A short reason: '[Errno 111] Connection refused' rather than a whole exception text."""
     text = str(exc_or_text or "")
     match = _ERRNO.search(text)
     if match:
@@ -290,34 +283,34 @@ class KubeAuth:
             flags += ["--kube-context", self.context]
         return flags
 
-    def client_configuration(self):
-        """A kubernetes.client.Configuration for these options (raises KubeError)."""
+    def connection(self):
+        """The _kubeconfig.Connection for these options (raises KubeError)."""
         path = self.check()
-        cfg = k8s_client.Configuration()
-        if path is not None:
+        if path is None:
+            conn = Connection(self.host, token=self._api_key)
+        else:
+            name = self.kubeconfig or path
             try:
-                k8s_config.load_kube_config(config_file=self.kubeconfig or path, context=self.context,
-                                            client_configuration=cfg)
-            except (ConfigException, ValueError, TypeError, OSError) as exc:
-                raise KubeError(f"kubeconfig {self.kubeconfig or path} cannot be used"
-                                f"{' with context ' + self.context if self.context else ''}: {exc}",
-                                field="context" if self.context else "kubeconfig") from None
-            except YAMLError as exc:
-                # Not YAML at all (a truncated or binary file). PyYAML names the position in a
-                # file it read from a stream, never the file's content (which may hold a token).
-                raise KubeError(f"kubeconfig {self.kubeconfig or path} is not a kubeconfig file ({exc}); point"
-                                f" kubeconfig ({AUTH_ENV['kubeconfig']}, or KUBECONFIG) at the cluster's"
-                                " kubeconfig file", field="kubeconfig") from None
-        if self.host:
-            cfg.host = self.host
-        if self._api_key:
-            cfg.api_key = {"authorization": f"Bearer {self._api_key}"}
-            cfg.api_key_prefix = {}
+                conn = load(name, self.context)
+            except KubeconfigError as exc:
+                if exc.not_yaml:
+                    # Not YAML at all (a truncated or binary file). The error names a position in the
+                    # file, never the file's content (which may hold a token).
+                    raise KubeError(f"kubeconfig {name} is not a kubeconfig file ({exc.message}); point"
+                                    f" kubeconfig ({AUTH_ENV['kubeconfig']}, or KUBECONFIG) at the cluster's"
+                                    " kubeconfig file", field="kubeconfig") from None
+                raise KubeError(f"kubeconfig {name} cannot be used"
+                                f"{' with context ' + self.context if self.context else ''}: {exc.message}",
+                                field="context" if self.context else exc.field) from None
+            if self.host:
+                conn.host = self.host
+            if self._api_key:
+                conn.token, conn.token_file = self._api_key, None
         if self.validate_certs is not None:
-            cfg.verify_ssl = self.validate_certs
+            conn.verify = self.validate_certs
         if self.ca_cert:
-            cfg.ssl_ca_cert = self.ca_cert
-        return cfg
+            conn.ca_file, conn.ca_data = self.ca_cert, None
+        return conn
 
 
 def check_kubeconfig(kubeconfig, env=None):
@@ -345,26 +338,26 @@ def check_kubeconfig(kubeconfig, env=None):
 
 class Kube:
     def __init__(self, auth):
-        if not HAS_KUBERNETES:
-            raise KubeError("the Python library kubernetes is needed on the host that runs helm"
-                            " (pip install kubernetes); kubernetes.core needs it too")
         self.auth = auth
-        self.api = k8s_client.ApiClient(configuration=auth.client_configuration())
-        self.core = k8s_client.CoreV1Api(self.api)
-        self.apps = k8s_client.AppsV1Api(self.api)
-        self.batch = k8s_client.BatchV1Api(self.api)
-        self.net = k8s_client.NetworkingV1Api(self.api)
-        self.coord = k8s_client.CoordinationV1Api(self.api)
+        try:
+            self.client = Client(auth.connection())
+        except KubeconfigError as exc:  # an exec plugin that failed
+            raise KubeError(f"kubeconfig: {exc.message}", field="kubeconfig") from None
+        except (OSError, ValueError) as exc:  # ssl: a CA or client certificate file that cannot be used
+            raise KubeError(f"the API server's TLS settings cannot be used: {exc}",
+                            field="ca_cert" if auth.ca_cert else "kubeconfig") from None
+        # One object serves the calls of the library's CoreV1Api, AppsV1Api ... (see _kube_rest).
+        self.core = self.apps = self.batch = self.net = self.coord = Api(self.client)
 
     # -- cluster ---------------------------------------------------------------------------
 
     def server_version(self):
         try:
-            info = k8s_client.VersionApi(self.api).get_code(_request_timeout=REQUEST_TIMEOUT)
+            info = self.core.get_code(_request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise _api_error(exc, "reading the API server's version") from None
         # ApiException is Exception itself when the kubernetes library is missing.
-        except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 connection errors and the like
+        except Exception as exc:  # pylint: disable=duplicate-except  # socket and http.client errors
             raise KubeError(f"the API server {self.auth.where()} cannot be reached: {exc}",
                             field="host" if self.auth.host else "kubeconfig") from None
         return info.git_version
@@ -372,7 +365,7 @@ class Kube:
     @property
     def server_url(self):
         """The API server's URL, for messages (no secret)."""
-        return getattr(self.api.configuration, "host", None) or self.auth.host or "(unknown)"
+        return self.client.host or self.auth.host or "(unknown)"
 
     def ping(self):
         """None when the API server answers, else why it does not (a short text).
@@ -381,14 +374,13 @@ class Kube:
         before it does); 401, 403 and 404 are answers too (RBAC or an old server without /readyz).
         """
         try:
-            self.api.call_api("/readyz", "GET", auth_settings=["BearerToken"], response_type="str",
-                              _return_http_data_only=True, _request_timeout=PING_TIMEOUT)
+            self.core.readyz(_request_timeout=PING_TIMEOUT)
             return None
         except ApiException as exc:
             if getattr(exc, "status", None) in (401, 403, 404):
                 return None
             return describe_unreachable(f"{exc.status} {exc.reason}".strip())
-        except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 and socket errors
+        except Exception as exc:  # pylint: disable=duplicate-except  # socket and http.client errors
             return describe_unreachable(exc)
 
     def namespace_exists(self, namespace):
@@ -701,8 +693,7 @@ class Lock:
                 if current.spec.holder_identity == self.holder:
                     self.kube.coord.delete_namespaced_lease(
                         self.name, self.namespace,
-                        body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(
-                            resource_version=current.metadata.resource_version)),
+                        body={"preconditions": {"resourceVersion": current.metadata.resource_version}},
                         _request_timeout=REQUEST_TIMEOUT)
                 self.held = False
                 return True
@@ -712,7 +703,7 @@ class Lock:
                     return True
                 if not unreachable(exc) or time.monotonic() >= deadline:
                     break
-            except Exception as exc:  # pylint: disable=duplicate-except  # urllib3 and socket errors
+            except Exception as exc:  # pylint: disable=duplicate-except  # socket and http.client errors
                 if not unreachable(exc) or time.monotonic() >= deadline:
                     break
             time.sleep(poll)

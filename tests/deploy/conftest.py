@@ -46,6 +46,36 @@ def pytest_configure(config):
         config.pluginmanager.register(reliability_plugin, "coderops_reliability")
 
 
+# Tests that take minutes: they start first, so that the suite does not end waiting on one of them
+# (measured: the leak tests 84 to 231 s, the immutable Secret 150 s; the rest mostly under 60 s).
+LONG = ("test_no_run_shows_the_password", "test_no_entry_point_shows_the_password",
+        "test_v2_no_run_shows_the_password_or_the_url", "test_immutable_password_secret")
+
+
+def pytest_collection_modifyitems(items):
+    # A stable sort, the same on every worker (xdist checks that the workers collected alike).
+    items.sort(key=lambda item: item.originalname not in LONG)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadscope, split finer: a lifecycle class runs in order on one worker, once per
+    helm; every other test is a unit of its own. (The fixtures that tests share are session-scoped
+    and built once per worker, so that a worker switching between modules does not rebuild them.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LifecycleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            parts = nodeid.split("::")
+            if len(parts) < 3:
+                return nodeid
+            param = parts[-1][parts[-1].find("["):] if "[" in parts[-1] else ""
+            return "::".join(parts[:-1]) + param
+
+    return LifecycleScheduling(config, log)
+
+
 def _current_test_file():
     return Path(os.environ.get("CODER_IT_CURRENT_TEST_FILE") or (LOG_DIR / "current-test"))
 

@@ -171,7 +171,7 @@ def _closed_port():
     return port
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bed():
     """An empty namespace and a login role of the test's own (random password), so that the
     database snapshot sees only what these runs did, whatever else uses the shared server."""

@@ -101,11 +101,20 @@ class Good:
         return newest
 
 
-@pytest.fixture(scope="module", params=HELMS)
-def good(request):
-    g = Good(request.param)
-    yield g
-    delete_namespace(g.ns)
+@pytest.fixture(scope="session")
+def good_releases():
+    """One good release per helm and per xdist worker, made by the first test that needs it."""
+    made = {}
+    yield made
+    for release in made.values():
+        delete_namespace(release.ns)
+
+
+@pytest.fixture(params=HELMS)
+def good(request, good_releases):
+    if request.param not in good_releases:
+        good_releases[request.param] = Good(request.param)
+    return good_releases[request.param]
 
 
 @pytest.mark.reliability(

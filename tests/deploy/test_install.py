@@ -48,7 +48,7 @@ def _manifest(binary, namespace, revision=None):
     return helm(binary, *args).stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def state():
     created = []
     yield {"created": created}

@@ -43,7 +43,7 @@ def _superuser():
     return psycopg2.connect(host=MAIN["SOCKET_DIR"], port=MAIN["PORT"], user="postgres", dbname="postgres")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def canary():
     """A login role with an awkward random password, a private directory holding its password
     file, and the places every run writes to (log, fact cache, temporary directories)."""

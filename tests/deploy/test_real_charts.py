@@ -73,7 +73,7 @@ def _cases():
 CASES = dict(_cases())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dry_run_namespace():
     name = new_namespace("coderops-dryrun")
     yield name

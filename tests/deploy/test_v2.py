@@ -175,7 +175,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def v2_chart_repo():
     """A chart repository on loopback with the v2 stand-in as coder 2.29.0, 2.30.0 and 2.31.0."""
     root = Path(tempfile.mkdtemp(prefix="coderops-charts-v2-"))
@@ -198,7 +198,7 @@ def _from_repo(repo_url, version, **extra):
             "coder_chart_version": version, **extra}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def state():
     created = []
     yield {"created": created}
@@ -440,7 +440,7 @@ def _superuser():
     return psycopg2.connect(host=MAIN["SOCKET_DIR"], port=MAIN["PORT"], user="postgres", dbname="postgres")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def v2_canary():
     """A login role with an awkward random password, its password file in a private directory,
     and the places the runs write to (log, fact cache, temporary directories)."""

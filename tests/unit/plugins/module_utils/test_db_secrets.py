@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 from ansible_collections.coderops.deploy.plugins.module_utils import _db_secrets as dbs
+from ansible_collections.coderops.deploy.plugins.module_utils._kube_rest import ApiException
 
-ApiException = pytest.importorskip("kubernetes.client.rest").ApiException
 PASSWORD = "s3cret p@ss/word%"
 NAMES = {"db_password": "coder_db_password", "password_secret": "coder_db_password_secret",
          "immutable_versions": "db_secret_immutable", "chart_generation": "coder_chart_generation",

@@ -10,26 +10,24 @@ restarted while helm waits) is tests/reliability/test_disruptive_faults.py."""
 
 from __future__ import annotations
 
+import http.client
+import ssl
+
 import pytest
 from ansible_collections.coderops.deploy.plugins.module_utils import _helm_release as rel
 from ansible_collections.coderops.deploy.plugins.module_utils import _kube as kube_mod
 from ansible_collections.coderops.deploy.plugins.module_utils import _release_params as params_mod
 from ansible_collections.coderops.deploy.plugins.module_utils import _release_watch as watch
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import HelmError
-
-urllib3 = pytest.importorskip("urllib3")
-ApiException = pytest.importorskip("kubernetes.client.rest").ApiException
+from ansible_collections.coderops.deploy.plugins.module_utils._kube_rest import ApiException
 
 URL = "https://127.0.0.1:6443"
 REFUSED = "[Errno 111] Connection refused"
 
 
 def conn_refused():
-    """What the kubernetes client raises while kube-apiserver is down: urllib3's own error."""
-    pool = urllib3.HTTPSConnectionPool("127.0.0.1", 6443)
-    cause = urllib3.exceptions.NewConnectionError(
-        pool, "Failed to establish a new connection: [Errno 111] Connection refused")
-    return urllib3.exceptions.MaxRetryError(pool, "/apis/apps/v1/namespaces/ns/deployments", cause)
+    """What the client (_kube_rest, http.client) raises while kube-apiserver is down."""
+    return ConnectionRefusedError(111, "Connection refused")
 
 
 class Clock:
@@ -169,7 +167,8 @@ def failed_outcome(error, outage=None, elapsed=40.0):
 def test_connection_errors_are_unreachable_and_answers_are_not():
     assert kube_mod.unreachable(conn_refused())
     assert kube_mod.unreachable(ConnectionRefusedError(111, "Connection refused"))
-    assert kube_mod.unreachable(urllib3.exceptions.ProtocolError("Connection aborted."))
+    assert kube_mod.unreachable(http.client.RemoteDisconnected("Remote end closed connection"))
+    assert kube_mod.unreachable(ssl.SSLError(1, "record layer failure"))
     assert kube_mod.unreachable(ApiException(status=503, reason="Service Unavailable"))
     assert not kube_mod.unreachable(ApiException(status=404, reason="Not Found"))
     assert not kube_mod.unreachable(ApiException(status=403, reason="Forbidden"))
@@ -204,7 +203,7 @@ def test_cause_of_a_helm_error_from_an_unreachable_server():
 # -- watching helm while the server is away ------------------------------------------------------
 
 def test_watching_helm_survives_the_server_going_away_and_records_the_outage(clock):
-    # Pod checks 1-3 fail with urllib3's error (what crashed the module before), then it answers.
+    # Pod checks 1-3 fail with a refused connection (what crashed the module before), then it answers.
     kube = FakeKube(clock, pods_down=[True, True, True, False, False])
     helm = FakeHelm(kube)
     helm.start = lambda cmd: FakeRunning(16, 1, "Error: UPGRADE FAILED: context deadline exceeded\n")

@@ -161,36 +161,42 @@ KUBECONFIG = textwrap.dedent("""\
     """)
 
 
-@pytest.mark.skipif(not kube.HAS_KUBERNETES, reason="needs the kubernetes library")
 def test_client_with_host_and_token_only(tmp_path):
     ca = tmp_path / "ca.crt"
     ca.write_text("x")
-    cfg = kube.KubeAuth({"host": "https://h:6443/", "api_key": TOKEN, "ca_cert": str(ca)},
-                        {"KUBECONFIG": str(tmp_path / "missing")}).client_configuration()
-    assert cfg.host == "https://h:6443"
-    assert cfg.api_key == {"authorization": f"Bearer {TOKEN}"}
-    assert cfg.verify_ssl is True and cfg.ssl_ca_cert == str(ca)
+    conn = kube.KubeAuth({"host": "https://h:6443/", "api_key": TOKEN, "ca_cert": str(ca)},
+                         {"KUBECONFIG": str(tmp_path / "missing")}).connection()
+    assert conn.host == "https://h:6443"
+    assert conn.bearer_token() == TOKEN and TOKEN not in repr(conn)
+    assert conn.verify is True and conn.ca_file == str(ca)
 
 
-@pytest.mark.skipif(not kube.HAS_KUBERNETES, reason="needs the kubernetes library")
 def test_client_options_override_the_kubeconfig(tmp_path):
     kc = tmp_path / "kc"
     kc.write_text(KUBECONFIG)
-    cfg = kube.KubeAuth({"kubeconfig": str(kc)}, {}).client_configuration()
-    assert cfg.host == "https://from-kubeconfig:6443" and cfg.verify_ssl is False
-    assert cfg.api_key == {"authorization": "Bearer kubeconfig-token"}
-    cfg = kube.KubeAuth({"kubeconfig": str(kc), "api_key": TOKEN, "validate_certs": True}, {}).client_configuration()
-    assert cfg.host == "https://from-kubeconfig:6443" and cfg.verify_ssl is True
-    assert cfg.api_key == {"authorization": f"Bearer {TOKEN}"}
+    conn = kube.KubeAuth({"kubeconfig": str(kc)}, {}).connection()
+    assert conn.host == "https://from-kubeconfig:6443" and conn.verify is False
+    assert conn.bearer_token() == "kubeconfig-token"
+    conn = kube.KubeAuth({"kubeconfig": str(kc), "api_key": TOKEN, "validate_certs": True}, {}).connection()
+    assert conn.host == "https://from-kubeconfig:6443" and conn.verify is True
+    assert conn.bearer_token() == TOKEN
 
 
-@pytest.mark.skipif(not kube.HAS_KUBERNETES, reason="needs the kubernetes library")
 def test_unknown_context_names_the_option(tmp_path):
     kc = tmp_path / "kc"
     kc.write_text(KUBECONFIG)
     with pytest.raises(kube.KubeError) as exc:
-        kube.KubeAuth({"kubeconfig": str(kc), "context": "nope"}, {}).client_configuration()
-    assert exc.value.field == "context"
+        kube.KubeAuth({"kubeconfig": str(kc), "context": "nope"}, {}).connection()
+    assert exc.value.field == "context" and "(it has: ctx)" in exc.value.message
+
+
+def test_garbage_kubeconfig_is_named_without_its_content(tmp_path):
+    kc = tmp_path / "kc"
+    kc.write_bytes(b"\x00\x01 token: s3cr3t-in-garbage [")
+    with pytest.raises(kube.KubeError) as exc:
+        kube.KubeAuth({"kubeconfig": str(kc)}, {}).connection()
+    assert exc.value.field == "kubeconfig" and "is not a kubeconfig file" in exc.value.message
+    assert "s3cr3t" not in exc.value.message
 
 
 # -- helm -----------------------------------------------------------------------------------------

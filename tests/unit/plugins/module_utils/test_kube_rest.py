@@ -1,0 +1,228 @@
+# Copyright (c) 2026, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""_kube_rest and _kubeconfig: the paths, verbs, queries and bodies of the API calls (against an
+HTTP server on loopback that records them), answers read like the library's models, errors, and
+the kubeconfig's ways to log in (data, files, relative paths, exec plugins and their expiry).
+The real API server is the deploy suite's (tests/deploy)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import http.server
+import json
+import stat
+import textwrap
+import threading
+
+import pytest
+from ansible_collections.coderops.deploy.plugins.module_utils import _kube_rest as rest
+from ansible_collections.coderops.deploy.plugins.module_utils import _kubeconfig as kc
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as an API server
+    calls = []
+    answers = {}
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.calls.append({"method": self.command, "path": self.path, "body": json.loads(body) if body else None,
+                           "content_type": self.headers.get("Content-Type"),
+                           "authorization": self.headers.get("Authorization")})
+        status, payload = self.answers.get((self.command, self.path.split("?")[0]), (200, {"kind": "Status"}))
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    Recorder.calls = []
+    Recorder.answers = {}
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def api(server, token="t0ken"):
+    conn = kc.Connection(f"http://127.0.0.1:{server.server_address[1]}/", token=token)
+    return rest.Api(rest.Client(conn))
+
+
+def test_calls_go_to_the_library_paths_with_queries_and_bodies(server):
+    a = api(server)
+    a.read_namespaced_secret("s", "ns")
+    a.list_namespaced_pod("ns", label_selector="app=coder,x=y")
+    a.create_namespaced_secret("ns", {"metadata": {"name": "s"}}, dry_run="All")
+    a.patch_namespaced_secret("s", "ns", {"data": {"k": "dg=="}})
+    a.delete_namespaced_job("j", "ns", propagation_policy="Background")
+    a.replace_namespaced_lease("l", "ns", {"spec": {}})
+    a.delete_namespaced_lease("l", "ns", body={"preconditions": {"resourceVersion": "7"}})
+    a.list_namespaced_stateful_set("ns")
+    a.list_namespaced_ingress("ns")
+    a.create_namespace({"metadata": {"name": "n"}}, dry_run="All")
+    got = [(c["method"], c["path"]) for c in Recorder.calls]
+    assert got == [
+        ("GET", "/api/v1/namespaces/ns/secrets/s"),
+        ("GET", "/api/v1/namespaces/ns/pods?labelSelector=app%3Dcoder%2Cx%3Dy"),
+        ("POST", "/api/v1/namespaces/ns/secrets?dryRun=All"),
+        ("PATCH", "/api/v1/namespaces/ns/secrets/s"),
+        ("DELETE", "/apis/batch/v1/namespaces/ns/jobs/j"),
+        ("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"),
+        ("DELETE", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"),
+        ("GET", "/apis/apps/v1/namespaces/ns/statefulsets"),
+        ("GET", "/apis/networking.k8s.io/v1/namespaces/ns/ingresses"),
+        ("POST", "/api/v1/namespaces?dryRun=All"),
+    ]
+    assert Recorder.calls[3]["content_type"] == "application/merge-patch+json"
+    assert Recorder.calls[4]["body"] == {"propagationPolicy": "Background"}
+    assert Recorder.calls[6]["body"] == {"preconditions": {"resourceVersion": "7"}}
+    assert all(c["authorization"] == "Bearer t0ken" for c in Recorder.calls)
+    with pytest.raises(AttributeError):
+        getattr(a, "read_namespaced_configmap")  # noqa: B009  # not a kind the collection uses
+
+
+def test_answers_read_like_the_library_models(server):
+    Recorder.answers[("GET", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l")] = (200, {
+        "metadata": {"name": "l", "resourceVersion": "42", "annotations": {"a/b": "c"},
+                     "ownerReferences": [{"uid": "u1"}]},
+        "spec": {"holderIdentity": "me", "renewTime": "2026-12-01T10:00:00.123456Z", "leaseDurationSeconds": 30}})
+    lease = api(server).read_namespaced_lease("l", "ns")
+    assert lease.metadata.resource_version == "42" and lease.metadata.annotations == {"a/b": "c"}
+    assert lease.metadata.owner_references[0].uid == "u1"
+    assert lease.spec.renew_time == datetime.datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=datetime.UTC)
+    assert lease.spec.acquire_time is None and lease.metadata.labels is None
+    Recorder.answers[("GET", "/api/v1/namespaces/ns/pods")] = (200, {"items": [{"metadata": {"name": "p"}}]})
+    assert [p.metadata.name for p in api(server).list_namespaced_pod("ns").items] == ["p"]
+
+
+def test_errors_are_api_exceptions_with_status_and_body(server):
+    Recorder.answers[("GET", "/api/v1/namespaces/ns/secrets/s")] = (
+        403, {"kind": "Status", "message": "secrets \"s\" is forbidden"})
+    with pytest.raises(rest.ApiException) as exc:
+        api(server).read_namespaced_secret("s", "ns")
+    assert exc.value.status == 403 and json.loads(exc.value.body)["message"].startswith("secrets")
+
+
+def test_a_closed_server_is_an_os_error():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    port = srv.server_address[1]
+    srv.server_close()
+    conn = kc.Connection(f"http://127.0.0.1:{port}")
+    with pytest.raises(OSError):
+        rest.Api(rest.Client(conn)).get_code(_request_timeout=2)
+
+
+# -- kubeconfig ------------------------------------------------------------------------------------
+
+def _write(tmp_path, text, name="config"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_data_and_relative_files(tmp_path):
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()
+    path = _write(tmp_path, f"""\
+        apiVersion: v1
+        clusters:
+        - name: a
+          cluster: {{server: "https://a:6443/", certificate-authority-data: {ca}, tls-server-name: api.a}}
+        - name: b
+          cluster: {{server: "https://b:6443", certificate-authority: pki/ca.crt}}
+        users:
+        - name: files
+          user: {{client-certificate: pki/u.crt, client-key: /abs/u.key}}
+        - name: tokfile
+          user: {{tokenFile: tok}}
+        contexts:
+        - {{name: one, context: {{cluster: a, user: files}}}}
+        - {{name: two, context: {{cluster: b, user: tokfile}}}}
+        current-context: one
+        """)
+    conn = kc.load(str(path))
+    assert conn.host == "https://a:6443" and conn.ca_data.startswith(b"-----BEGIN") and conn.tls_server_name == "api.a"
+    assert conn.cert_file == str(tmp_path / "pki" / "u.crt") and conn.key_file == "/abs/u.key"
+    (tmp_path / "tok").write_text("rotating-1\n")
+    conn = kc.load(str(path), "two")
+    assert conn.ca_file == str(tmp_path / "pki" / "ca.crt")
+    assert conn.bearer_token() == "rotating-1"
+    (tmp_path / "tok").write_text("rotating-2")
+    assert conn.bearer_token() == "rotating-2"  # read again: projected tokens rotate
+
+
+@pytest.mark.parametrize("text,field,words", [
+    ("[1, 2]", "kubeconfig", "not a mapping"),
+    ("contexts: []\n", "context", "no current-context"),
+    ("current-context: x\ncontexts: [{name: y, context: {cluster: c}}]\n", "kubeconfig", "(it has: y)"),
+    ("current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {}}]\n",
+     "kubeconfig", "has no server"),
+    ("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+     "clusters: [{name: c, cluster: {server: 'https://c'}}]\nusers: [{name: u, user: {client-key-data: 'eA=='}}]\n",
+     "kubeconfig", "without its key"),
+])
+def test_bad_kubeconfigs_say_what_is_wrong(tmp_path, text, field, words):
+    with pytest.raises(kc.KubeconfigError) as exc:
+        kc.load(str(_write(tmp_path, text)))
+    assert exc.value.field == field and words in exc.value.message
+
+
+def _plugin(tmp_path, body):
+    script = tmp_path / "plugin.sh"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_exec_plugin_token_and_its_expiry(tmp_path):
+    counter = tmp_path / "n"
+    counter.write_text("0")
+    expired = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    script = _plugin(tmp_path, textwrap.dedent(f"""\
+        n=$(($(cat {counter}) + 1)); echo $n > {counter}
+        test "$EXTRA" = yes || exit 3
+        echo "$KUBERNETES_EXEC_INFO" | grep -q '"interactive": false' || exit 4
+        printf '{{"kind":"ExecCredential","status":{{"token":"tok-%s","expirationTimestamp":"{expired}"}}}}' $n
+        """))
+    path = _write(tmp_path, f"""\
+        current-context: x
+        contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+        clusters: [{{name: c, cluster: {{server: "https://c"}}}}]
+        users:
+        - name: u
+          user:
+            exec:
+              apiVersion: client.authentication.k8s.io/v1
+              command: ./{script.name}
+              env: [{{name: EXTRA, value: "yes"}}]
+        """)
+    conn = kc.load(str(path))
+    assert conn.bearer_token() == "tok-2"  # expired at once: fetched again for the request
+    assert "tok-" not in repr(conn)
+
+
+def test_exec_plugin_failure_shows_stderr_not_stdout(tmp_path):
+    script = _plugin(tmp_path, "echo 'secret-on-stdout'; echo 'no credentials found' >&2; exit 1\n")
+    path = _write(tmp_path, f"""\
+        current-context: x
+        contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+        clusters: [{{name: c, cluster: {{server: "https://c"}}}}]
+        users: [{{name: u, user: {{exec: {{command: {script}}}}}}}]
+        """)
+    with pytest.raises(kc.KubeconfigError) as exc:
+        kc.load(str(path))
+    assert "no credentials found" in exc.value.message and "secret-on-stdout" not in exc.value.message
