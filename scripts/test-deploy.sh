@@ -8,7 +8,7 @@
 #   oldest     tests/deploy with .venv-oldest (ansible 12.3.0, ansible-core 2.19): the lifecycles,
 #              helm 3 only
 #
-# newest and oldest run at the same time, each on DEPLOY_WORKERS pytest-xdist workers (default 2),
+# newest and oldest run at the same time, each on DEPLOY_WORKERS pytest-xdist workers (default 3),
 # with --dist loadscope as tests/deploy/conftest.py splits it: a lifecycle class runs in order on
 # one worker, once per helm; every other test is a unit of its own, the longest first. What tests
 # share (the good release of the fault tests, the leak tests' canary) is built once per worker.
@@ -32,7 +32,7 @@ cd "$REPO" || exit 2
 VENV="${CODER_VENV:-$REPO/.venv}"
 JUNIT_DIR="${JUNIT_DIR:-$REPO/tests/output/junit}"
 STATE="${CODER_TESTBED_STATE:-$REPO/.testbed}"
-WORKERS="${DEPLOY_WORKERS:-2}"
+WORKERS="${DEPLOY_WORKERS:-3}"
 LOGS="$REPO/tests/output/logs"
 mkdir -p "$JUNIT_DIR" "$LOGS"
 export PATH="$VENV/bin:$PATH"

@@ -10,10 +10,11 @@
 Reads what kubectl and helm read: the context's cluster (``server``, ``certificate-authority``
 or ``-data``, ``insecure-skip-tls-verify``, ``tls-server-name``, ``proxy-url``) and user
 (``token``, ``tokenFile``, ``client-certificate``/``client-key`` or their ``-data``,
-``username``/``password``, and ``exec`` credential plugins such as ``aws eks get-token``, run
-again when the credential they gave expires). Relative paths are relative to the kubeconfig's
-directory. The legacy ``auth-provider`` plugins (oidc ...) are left to the kubernetes library,
-imported only then (see _kube_rest for why not always).
+``username``/``password``). Relative paths are relative to the kubeconfig's directory. A user
+with an ``exec`` credential plugin (``aws eks get-token`` ...) or a legacy ``auth-provider``
+(oidc ...) is left to the kubernetes library's loader, imported only then (see _kube_rest for
+why not always): it runs the plugin, and again when the credential it gave expires, as kubectl
+does.
 
 The kubeconfig is parsed from the open file, so that a YAML error names a position in the file,
 never its content (which holds tokens and keys).
@@ -22,21 +23,16 @@ never its content (which holds tokens and keys).
 from __future__ import annotations
 
 import base64
-import datetime
-import json
 import os
-import subprocess
 
 try:
     import yaml
 except ImportError:  # pragma: no cover - ansible-core needs PyYAML
     yaml = None
 
-EXEC_TIMEOUT = 60
-
 
 class KubeconfigError(Exception):
-    """``yaml`` is True when the file is not YAML at all; ``field`` is the option to fix."""
+    """``not_yaml`` when the file is not YAML at all; ``field`` is the option to fix."""
 
     def __init__(self, message, field="kubeconfig", not_yaml=False):
         super().__init__(message)
@@ -50,7 +46,7 @@ class Connection:
 
     def __init__(self, host, ca_file=None, ca_data=None, verify=True, cert_file=None, key_file=None,
                  cert_data=None, key_data=None, token=None, token_file=None, basic_auth=None,
-                 tls_server_name=None, proxy_url=None, exec_spec=None, base_dir=None):
+                 tls_server_name=None, proxy_url=None, token_source=None):
         self.host = (host or "").rstrip("/")
         self.ca_file = ca_file
         self.ca_data = ca_data
@@ -64,22 +60,19 @@ class Connection:
         self.basic_auth = basic_auth
         self.tls_server_name = tls_server_name
         self.proxy_url = proxy_url
-        self._exec = exec_spec
-        self._base_dir = base_dir
-        self._expires = None
-        if exec_spec:
-            self._run_exec()
+        self._token_source = token_source
 
     def __repr__(self):
         return (f"Connection(host={self.host!r}, ca_file={self.ca_file!r}, verify={self.verify!r},"
                 f" token={'<set>' if self.token or self.token_file else None},"
-                f" client_certificate={bool(self.cert_file or self.cert_data)}, exec={bool(self._exec)})")
+                f" client_certificate={bool(self.cert_file or self.cert_data)})")
 
     def bearer_token(self):
         """The token for this request: a tokenFile is read each time (projected service account
-        tokens rotate), an exec plugin's token is fetched again once it expired."""
-        if self._exec and self._expires and datetime.datetime.now(datetime.UTC) >= self._expires:
-            self._run_exec()
+        tokens rotate); an exec plugin's or auth-provider's comes from the library, which fetches
+        it again once it expired."""
+        if self._token_source:
+            self.token = self._token_source()
         if self.token:
             return self.token
         if self.token_file:
@@ -89,48 +82,6 @@ class Connection:
             except OSError as exc:
                 raise KubeconfigError(f"its tokenFile {self.token_file} cannot be read ({exc.strerror})") from None
         return None
-
-    def _run_exec(self):
-        spec = self._exec
-        command = spec.get("command")
-        if not command:
-            raise KubeconfigError("its user's exec plugin has no command")
-        if os.sep in command and not os.path.isabs(command) and self._base_dir:
-            command = os.path.join(self._base_dir, command)
-        api_version = spec.get("apiVersion") or "client.authentication.k8s.io/v1"
-        env = dict(os.environ)
-        env.update({item["name"]: item["value"] for item in spec.get("env") or [] if "name" in item})
-        env["KUBERNETES_EXEC_INFO"] = json.dumps({"apiVersion": api_version, "kind": "ExecCredential",
-                                                  "spec": {"interactive": False}})
-        try:
-            proc = subprocess.run([command] + [str(a) for a in spec.get("args") or []], env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=EXEC_TIMEOUT,
-                                  check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise KubeconfigError(f"its exec plugin {command} cannot run: {exc}") from None
-        if proc.returncode != 0:
-            # stderr only: the plugin prints the credential on stdout.
-            tail = " ".join(proc.stderr.decode("utf-8", "replace").split())[-300:]
-            raise KubeconfigError(f"its exec plugin {command} exited with {proc.returncode}: {tail}")
-        try:
-            status = json.loads(proc.stdout)["status"]
-        except (ValueError, KeyError, TypeError):
-            raise KubeconfigError(f"its exec plugin {command} printed no ExecCredential with a status") from None
-        if status.get("token"):
-            self.token = status["token"]
-        elif status.get("clientCertificateData") and status.get("clientKeyData"):
-            self.cert_data = status["clientCertificateData"].encode()
-            self.key_data = status["clientKeyData"].encode()
-        else:
-            raise KubeconfigError(f"its exec plugin {command} gave neither a token nor a client certificate")
-        expires = status.get("expirationTimestamp")
-        self._expires = None
-        if expires:
-            try:
-                self._expires = (datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-                                 - datetime.timedelta(seconds=30))
-            except ValueError:
-                self._expires = None
 
 
 def _named(items, name, what, field):
@@ -170,11 +121,10 @@ def load(path, context=None):
 
     if not cluster.get("server"):
         raise KubeconfigError(f"its cluster {ctx.get('cluster')!r} has no server")
-    if user.get("auth-provider"):
+    if user.get("auth-provider") or user.get("exec"):
         return _from_library(path, name)
     conn = {"host": cluster["server"], "verify": not cluster.get("insecure-skip-tls-verify", False),
-            "tls_server_name": cluster.get("tls-server-name"), "proxy_url": cluster.get("proxy-url"),
-            "base_dir": base}
+            "tls_server_name": cluster.get("tls-server-name"), "proxy_url": cluster.get("proxy-url")}
     if cluster.get("certificate-authority-data"):
         conn["ca_data"] = _data(cluster["certificate-authority-data"], "certificate-authority-data")
     elif cluster.get("certificate-authority"):
@@ -193,23 +143,29 @@ def load(path, context=None):
         conn["token_file"] = rel(user["tokenFile"])
     elif user.get("username") and user.get("password"):
         conn["basic_auth"] = base64.b64encode(f"{user['username']}:{user['password']}".encode()).decode()
-    if user.get("exec"):
-        conn["exec_spec"] = user["exec"]
     return Connection(**conn)
 
 
 def _from_library(path, context):
-    """An auth-provider user (oidc and the like), through the kubernetes library's loader."""
+    """An exec or auth-provider user, through the kubernetes library's loader (which runs the
+    plugin, and its refresh hook again when the token expired)."""
     try:
         from kubernetes import client, config  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise KubeconfigError("its user has an auth-provider, which needs the Python library kubernetes"
-                              " (pip install kubernetes), or use an exec credential plugin") from None
+        raise KubeconfigError("its user has an exec credential plugin or an auth-provider, which needs the"
+                              " Python library kubernetes where the play runs (pip install kubernetes)") from None
     cfg = client.Configuration()
     try:
         config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
     except Exception as exc:  # pylint: disable=broad-exception-caught  # the library's own errors
         raise KubeconfigError(str(exc)) from None
-    token = (cfg.api_key or {}).get("authorization", "")
+
+    def token():
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)
+        value = (cfg.api_key or {}).get("authorization") or ""
+        return value[len("Bearer "):] if value.startswith("Bearer ") else None
+
     return Connection(cfg.host, ca_file=cfg.ssl_ca_cert, verify=cfg.verify_ssl, cert_file=cfg.cert_file,
-                      key_file=cfg.key_file, token=token[len("Bearer "):] if token.startswith("Bearer ") else None)
+                      key_file=cfg.key_file, tls_server_name=getattr(cfg, "tls_server_name", None),
+                      proxy_url=cfg.proxy, token_source=token)
