@@ -12,6 +12,8 @@ import base64
 import datetime
 import http.server
 import json
+import shutil
+import ssl
 import stat
 import textwrap
 import threading
@@ -210,3 +212,55 @@ def test_exec_plugin_users_go_through_the_library(tmp_path):
     conn = kc.load(str(path))
     assert conn.host == "https://c:6443"
     assert conn.bearer_token().startswith("tok-") and "tok-" not in repr(conn)
+
+
+# -- TLS: the CA and client certificate as data, tls-server-name -----------------------------------
+
+def _openssl(tmp_path, *args):
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+
+def _pki(tmp_path):
+    """A CA, a server certificate for api.test only, and a client certificate."""
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl(tmp_path, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=test-ca", "-days", "1")
+    (tmp_path / "san.ext").write_text("subjectAltName=DNS:api.test\n")
+    for name, cn in (("srv", "api.test"), ("client", "deployer")):
+        _openssl(tmp_path, "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        _openssl(tmp_path, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", "san.ext")
+    return {name: (tmp_path / name).read_bytes() for name in ("ca.crt", "client.crt", "client.key")}
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    pki = _pki(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "srv.crt", tmp_path / "srv.key")
+    ctx.load_verify_locations(tmp_path / "ca.crt")
+    ctx.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no answer
+    Recorder.calls = []
+    Recorder.answers = {("GET", "/version"): (200, {"gitVersion": "v1.34.4"})}
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1], pki
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_client_certificate_as_data_and_tls_server_name(tls_server):
+    port, pki = tls_server
+    conn = kc.Connection(f"https://127.0.0.1:{port}", ca_data=pki["ca.crt"], cert_data=pki["client.crt"],
+                         key_data=pki["client.key"], tls_server_name="api.test")
+    assert rest.Api(rest.Client(conn)).get_code().git_version == "v1.34.4"
+    # The certificate names api.test, not 127.0.0.1: without tls-server-name it is refused.
+    conn = kc.Connection(f"https://127.0.0.1:{port}", ca_data=pki["ca.crt"], cert_data=pki["client.crt"],
+                         key_data=pki["client.key"])
+    with pytest.raises(ssl.SSLCertVerificationError):
+        rest.Api(rest.Client(conn)).get_code()
