@@ -23,6 +23,7 @@ never its content (which holds tokens and keys).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 
 try:
@@ -41,26 +42,27 @@ class KubeconfigError(Exception):
         self.not_yaml = not_yaml
 
 
-class Connection:
+@dataclasses.dataclass(repr=False)
+class Connection:  # pylint: disable=too-many-instance-attributes  # the kubeconfig's own fields
     """One API server and one login. The secrets (token, key, password) never appear in repr."""
 
-    def __init__(self, host, ca_file=None, ca_data=None, verify=True, cert_file=None, key_file=None,
-                 cert_data=None, key_data=None, token=None, token_file=None, basic_auth=None,
-                 tls_server_name=None, proxy_url=None, token_source=None):
-        self.host = (host or "").rstrip("/")
-        self.ca_file = ca_file
-        self.ca_data = ca_data
-        self.verify = verify
-        self.cert_file = cert_file
-        self.key_file = key_file
-        self.cert_data = cert_data
-        self.key_data = key_data
-        self.token = token
-        self.token_file = token_file
-        self.basic_auth = basic_auth
-        self.tls_server_name = tls_server_name
-        self.proxy_url = proxy_url
-        self._token_source = token_source
+    host: str
+    ca_file: str = None
+    ca_data: bytes = None
+    verify: bool = True
+    cert_file: str = None
+    key_file: str = None
+    cert_data: bytes = None
+    key_data: bytes = None
+    token: str = None
+    token_file: str = None
+    basic_auth: str = None
+    tls_server_name: str = None
+    proxy_url: str = None
+    token_source: object = None  # a callable giving the current token (exec plugins, auth-providers)
+
+    def __post_init__(self):
+        self.host = (self.host or "").rstrip("/")
 
     def __repr__(self):
         return (f"Connection(host={self.host!r}, ca_file={self.ca_file!r}, verify={self.verify!r},"
@@ -71,8 +73,8 @@ class Connection:
         """The token for this request: a tokenFile is read each time (projected service account
         tokens rotate); an exec plugin's or auth-provider's comes from the library, which fetches
         it again once it expired."""
-        if self._token_source:
-            self.token = self._token_source()
+        if self.token_source:
+            self.token = self.token_source()
         if self.token:
             return self.token
         if self.token_file:
