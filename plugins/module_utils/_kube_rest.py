@@ -127,13 +127,14 @@ class Client:
 
     def _ssl_context(self):
         conn = self.connection
-        ctx = ssl.create_default_context()
+        ctx = ssl.create_default_context(cafile=conn.ca_file,
+                                         cadata=conn.ca_data.decode() if conn.ca_data else None)
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT: a CA without keyUsage is refused);
+        # helm and kubectl (Go) do not, and they read the same kubeconfig.
+        ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
         if conn.verify is False:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        elif conn.ca_file or conn.ca_data:
-            ctx = ssl.create_default_context(cafile=conn.ca_file,
-                                             cadata=conn.ca_data.decode() if conn.ca_data else None)
         if conn.cert_file or conn.cert_data:
             _load_client_certificate(ctx, conn)
         return ctx

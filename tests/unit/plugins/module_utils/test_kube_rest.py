@@ -227,6 +227,8 @@ def _pki(tmp_path):
     if not shutil.which("openssl"):
         pytest.skip("needs the openssl command")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    # A CA without keyUsage, which Python 3.13's strict verification would refuse and Go's (helm,
+    # kubectl) accepts: the client must accept it too.
     _openssl(tmp_path, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=test-ca", "-days", "1")
     (tmp_path / "san.ext").write_text("subjectAltName=DNS:api.test\n")
     for name, cn in (("srv", "api.test"), ("client", "deployer")):
