@@ -32,7 +32,7 @@ options:
     default: helm
 requirements:
   - helm 3 or helm 4
-  - the Python library C(kubernetes) only for a kubeconfig user with an C(auth-provider)
+  - the Python library C(kubernetes) only for a kubeconfig user with an C(exec) plugin or an C(auth-provider)
     (the modules talk to the API server with Python's standard library)
   - PyYAML
 """

@@ -339,10 +339,9 @@ def check_kubeconfig(kubeconfig, env=None):
 class Kube:
     def __init__(self, auth):
         self.auth = auth
+        connection = auth.connection()
         try:
-            self.client = Client(auth.connection())
-        except KubeconfigError as exc:  # an exec plugin that failed
-            raise KubeError(f"kubeconfig: {exc.message}", field="kubeconfig") from None
+            self.client = Client(connection)
         except (OSError, ValueError) as exc:  # ssl: a CA or client certificate file that cannot be used
             raise KubeError(f"the API server's TLS settings cannot be used: {exc}",
                             field="ca_cert" if auth.ca_cert else "kubeconfig") from None
@@ -356,7 +355,6 @@ class Kube:
             info = self.core.get_code(_request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise _api_error(exc, "reading the API server's version") from None
-        # ApiException is Exception itself when the kubernetes library is missing.
         except Exception as exc:  # pylint: disable=duplicate-except  # socket and http.client errors
             raise KubeError(f"the API server {self.auth.where()} cannot be reached: {exc}",
                             field="host" if self.auth.host else "kubeconfig") from None
@@ -365,7 +363,7 @@ class Kube:
     @property
     def server_url(self):
         """The API server's URL, for messages (no secret)."""
-        return self.client.host or self.auth.host or "(unknown)"
+        return self.client.connection.host or self.auth.host or "(unknown)"
 
     def ping(self):
         """None when the API server answers, else why it does not (a short text).

@@ -90,9 +90,6 @@ class Resource:
             return value
         return wrap(value)
 
-    def to_dict(self):
-        return self._data
-
     def __repr__(self):
         return f"Resource(kind={self._data.get('kind')!r})"  # never the data (a Secret's)
 
@@ -105,12 +102,6 @@ def wrap(value):
     return value
 
 
-def _body(body):
-    if body is None:
-        return None
-    return json.dumps(body.to_dict() if isinstance(body, Resource) else body).encode()
-
-
 class Client:
     """HTTPS (or HTTP) to one API server; a kept-alive connection per thread (the Lease is
     renewed from a thread while the main one watches the pods)."""
@@ -118,7 +109,6 @@ class Client:
     def __init__(self, connection):
         self.connection = connection
         url = urllib.parse.urlsplit(connection.host)
-        self.host = connection.host
         self._https = url.scheme == "https"
         self._netloc = (url.hostname, url.port or (443 if self._https else 80))
         self._prefix = url.path.rstrip("/")
@@ -170,7 +160,7 @@ class Client:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         headers = {"Accept": "application/json", "User-Agent": "coderops.deploy"}
-        data = _body(body)
+        data = None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = content_type
         token = self.connection.bearer_token()
@@ -227,7 +217,7 @@ class _NamedHTTPSConnection(http.client.HTTPSConnection):
 
 def _load_client_certificate(ctx, conn):
     """load_cert_chain reads files only. Key material that came as data (a kubeconfig's
-    client-key-data, an exec plugin's answer) goes through an anonymous in-memory file (memfd)
+    client-key-data) goes through an anonymous in-memory file (memfd)
     where the system has one, else a 0600 temporary file deleted as soon as it is read."""
     if conn.cert_file:
         ctx.load_cert_chain(conn.cert_file, conn.key_file)
