@@ -1,0 +1,244 @@
+"""EXPERIMENTAL (branch wip/real-node, issue 14): one node with a real kubelet beside the kwok nodes.
+
+Parts, all under STATE/node (own socket, root and state; nothing of docker's):
+  containerd   Debian's containerd 1.6 and runc, config written here (CRI: cgroupfs, the pause
+               image built from Kubernetes' pause.c, restrict_oom_score_adj, the CNI bridge below)
+  CNI          Debian's containernetworking-plugins (bridge, host-local, loopback): a bridge of its
+               own, no masquerading, no default route out
+  kubelet      built from k8s.io/kubernetes (same wrapper module as the control plane), cgroupfs,
+               failCgroupV1: false, its own root dir, cgroup root and ports
+
+Run by hand:  python3 -m bed.node up|down|status   (from testbed/, with the test bed up)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from . import build
+from .config import CACHE, PORT_BASE, STATE, VERSIONS
+from .procs import TestbedError, alive, run, say, spawn, wait_for
+
+NODE = STATE / "node"
+NODE_NAME = f"real-node-{PORT_BASE}"
+BRIDGE = f"crb{PORT_BASE}"  # at most 15 characters
+# A /24 of its own per port base (documented subnet; pods reach the host at .1).
+SUBNET_INDEX = (PORT_BASE // 10) % 250
+SUBNET = f"10.213.{SUBNET_INDEX}.0/24"
+GATEWAY = f"10.213.{SUBNET_INDEX}.1"
+KUBELET_PORT = PORT_BASE + 20
+CNI_BIN = Path("/usr/lib/cni")
+PAUSE_IMAGE = "registry.coderops.test/pause:3.10"
+CGROUP_ROOT = f"/coderops-{PORT_BASE}"
+# What the kubelet changes on the machine, restored by down().
+SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
+
+
+# -- building ------------------------------------------------------------------------------------
+
+def kubelet_dir() -> Path:
+    return CACHE / f"kubelet-{VERSIONS['K8S_VERSION']}-{build.cache_dir('kubernetes').name.rsplit('-', 1)[1]}"
+
+
+def ensure_kubelet() -> Path:
+    target = kubelet_dir()
+    if (target / ".complete").exists():
+        return target / "kubelet"
+    (target).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GOFLAGS="-mod=mod -buildvcs=false", GOTOOLCHAIN="local")
+    say("building kubelet (a cold build takes about 6 minutes)")
+    run(["go", "build", "-trimpath", f"-ldflags={build._ldflags('kubernetes')}", "-o", target / "kubelet",
+         "k8s.io/kubernetes/cmd/kubelet"], what="building kubelet", cwd=build.GO_DIR / "kubernetes", env=env)
+    (target / ".complete").write_text("ok\n")
+    return target / "kubelet"
+
+
+def _pause_source() -> Path:
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
+    out = run(["go", "mod", "download", "-json", f"k8s.io/kubernetes@{VERSIONS['K8S_VERSION']}"],
+              what="locating Kubernetes' source", cwd=build.GO_DIR / "kubernetes", env=env)
+    return Path(json.loads(out.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+
+
+def image_tar(path: Path, ref: str, files: dict, entrypoint: list[str], user: str = "") -> None:
+    """A docker-archive image (what `ctr images import` reads) of one layer holding `files`
+    ({path in the image: (bytes, mode)})."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        for name, (data, mode) in sorted(files.items()):
+            info = tarfile.TarInfo(name.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+    layer_bytes = layer.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Entrypoint": entrypoint, "User": user, "Env": ["PATH=/"]},
+              "rootfs": {"type": "layers", "diff_ids": [diff_id]}, "history": [{"created_by": "coderops testbed"}]}
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": ["layer.tar"]}]
+    with tarfile.open(path, "w") as out:
+        for name, data in (("layer.tar", layer_bytes), (config_name, config_bytes),
+                           ("manifest.json", json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            out.addfile(info, io.BytesIO(data))
+
+
+def ensure_pause() -> Path:
+    tar = CACHE / f"pause-{VERSIONS['K8S_VERSION']}.tar"
+    if tar.exists():
+        return tar
+    work = CACHE / ".pause-build"
+    work.mkdir(parents=True, exist_ok=True)
+    run(["gcc", "-Os", "-static", "-o", work / "pause", _pause_source()], what="compiling pause.c")
+    run(["strip", work / "pause"], what="stripping pause")
+    image_tar(tar, PAUSE_IMAGE, {"/pause": ((work / "pause").read_bytes(), 0o755)}, ["/pause"], user="65535:65535")
+    shutil.rmtree(work, ignore_errors=True)
+    return tar
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def _containerd_config() -> str:
+    return f"""version = 2
+root = "{NODE}/containerd/root"
+state = "{NODE}/containerd/state"
+[grpc]
+  address = "{NODE}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN}"
+    conf_dir = "{NODE}/cni/net.d"
+"""
+
+
+def _cni_config() -> str:
+    return json.dumps({
+        "cniVersion": "1.0.0", "name": f"coderops-{PORT_BASE}",
+        "plugins": [{"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
+                     "ipam": {"type": "host-local", "dataDir": str(NODE / "cni" / "ipam"),
+                              "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY}]]}},
+                    {"type": "loopback"}]}, indent=2)
+
+
+def _kubelet_config() -> str:
+    return json.dumps({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "cgroupDriver": "cgroupfs", "failCgroupV1": False, "cgroupRoot": CGROUP_ROOT, "cgroupsPerQOS": True,
+        "failSwapOn": False, "port": KUBELET_PORT, "readOnlyPort": 0, "healthzPort": 0,
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
+        "authorization": {"mode": "AlwaysAllow"},
+        "containerRuntimeEndpoint": f"unix://{NODE}/containerd.sock",
+        "podLogsDir": str(NODE / "pod-logs"), "enforceNodeAllocatable": [],
+        "registerNode": True, "registerWithTaints": [],
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+        "resolvConf": "", "makeIPTablesUtilChains": False, "protectKernelDefaults": False,
+        "serializeImagePulls": False, "maxPods": 20,
+    }, indent=2)
+
+
+# -- up and down -----------------------------------------------------------------------------------
+
+def _pidfile(name: str) -> Path:
+    return NODE / f"{name}.pid"
+
+
+def _running(name: str) -> bool:
+    path = _pidfile(name)
+    return path.exists() and alive(int(path.read_text()))
+
+
+def up(kubeconfig: Path) -> None:
+    if not (CNI_BIN / "bridge").exists():
+        raise TestbedError("the CNI plugins are missing: apt-get install containernetworking-plugins")
+    kubelet = ensure_kubelet()
+    pause = ensure_pause()
+    for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "logs"):
+        (NODE / sub).mkdir(parents=True, exist_ok=True)
+    saved = NODE / "sysctls.json"
+    if not saved.exists():
+        saved.write_text(json.dumps({k: Path("/proc/sys", *k.split(".")).read_text().strip() for k in SYSCTLS}))
+    (NODE / "containerd.toml").write_text(_containerd_config())
+    (NODE / "cni" / "net.d" / "10-coderops.conflist").write_text(_cni_config())
+    (NODE / "kubelet.json").write_text(_kubelet_config())
+    if not _running("containerd"):
+        pid = spawn(["containerd", "--config", NODE / "containerd.toml"], log=NODE / "logs" / "containerd.log")
+        _pidfile("containerd").write_text(str(pid))
+        wait_for(lambda: (NODE / "containerd.sock").exists(), "containerd's socket", 30)
+    ctr = ["ctr", "--address", NODE / "containerd.sock", "-n", "k8s.io"]
+    run([*ctr, "images", "import", "--no-unpack", pause], what="importing the pause image")
+    if not _running("kubelet"):
+        pid = spawn([kubelet, "--config", NODE / "kubelet.json", "--kubeconfig", kubeconfig,
+                     "--root-dir", NODE / "kubelet", "--cert-dir", NODE / "kubelet" / "pki",
+                     "--hostname-override", NODE_NAME, "--node-ip", GATEWAY,
+                     "--node-labels", "type=real,coderops.test/node=real", "--v", "1"],
+                    log=NODE / "logs" / "kubelet.log")
+        _pidfile("kubelet").write_text(str(pid))
+
+
+def down() -> None:
+    import signal
+
+    for name in ("kubelet", "containerd"):
+        path = _pidfile(name)
+        if path.exists():
+            pid = int(path.read_text())
+            if alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 20
+                while alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            path.unlink()
+    # containerd-shim processes of pods that were still running.
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"containerd-shim" in cmd and str(NODE).encode() in cmd:
+                os.kill(int(proc.name), signal.SIGKILL)
+    saved = NODE / "sysctls.json"
+    if saved.exists():
+        for key, value in json.loads(saved.read_text()).items():
+            Path("/proc/sys", *key.split(".")).write_text(value)
+    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+    # Mounts under the node's directories (pod volumes, overlay snapshots, the netns).
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        targets = [line.split()[1] for line in mounts if str(NODE) in line.split()[1]]
+    for target in sorted(targets, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    action = sys.argv[1] if len(sys.argv) > 1 else "status"
+    if action == "up":
+        up(STATE / "kubeconfig")
+    elif action == "down":
+        down()
+    else:
+        print("containerd", _running("containerd"), "kubelet", _running("kubelet"))
