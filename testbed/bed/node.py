@@ -42,6 +42,8 @@ PAUSE_IMAGE = "registry.coderops.test/pause:3.10"
 CGROUP_ROOT = f"/coderops-{PORT_BASE}"
 # What the kubelet changes on the machine, restored by down().
 SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
+# cgroup v1 hierarchies the kubelet puts its cgroup root in (this machine: cgroup v1, no systemd).
+CGROUP_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd")
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -177,9 +179,26 @@ def up(kubeconfig: Path) -> None:
     pause = ensure_pause()
     for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "logs"):
         (NODE / sub).mkdir(parents=True, exist_ok=True)
+    created = NODE / "created-dirs"
+    if not created.exists():
+        # Fixed paths the kubelet creates if missing: removed by down() only if it created them.
+        created.write_text("".join(f"{p}\n" for p in ("/var/log/containers", "/var/log/pods") if not Path(p).exists()))
     saved = NODE / "sysctls.json"
     if not saved.exists():
         saved.write_text(json.dumps({k: Path("/proc/sys", *k.split(".")).read_text().strip() for k in SYSCTLS}))
+    for hierarchy in CGROUP_HIERARCHIES:
+        path = Path("/sys/fs/cgroup", hierarchy, CGROUP_ROOT.lstrip("/"))
+        path.mkdir(exist_ok=True)
+        if hierarchy == "cpuset":
+            # A new cpuset is empty: it takes its parent's CPUs and memory nodes.
+            for key in ("cpuset.cpus", "cpuset.mems"):
+                (path / key).write_text((path.parent / key).read_text())
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0:
+        # The bridge before the first pod (the CNI plugin would make it then): the kubelet reports
+        # its address as the node's, and the PostgreSQL servers listen on it.
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"], what="creating the pod bridge")
+        run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE], what="addressing the pod bridge")
+        run(["ip", "link", "set", BRIDGE, "up"], what="bringing the pod bridge up")
     (NODE / "containerd.toml").write_text(_containerd_config())
     (NODE / "cni" / "net.d" / "10-coderops.conflist").write_text(_cni_config())
     (NODE / "kubelet.json").write_text(_kubelet_config())
@@ -222,11 +241,29 @@ def down() -> None:
                 continue
             if b"containerd-shim" in cmd and str(NODE).encode() in cmd:
                 os.kill(int(proc.name), signal.SIGKILL)
+    created = NODE / "created-dirs"
+    if created.exists():
+        for path in created.read_text().split():
+            if Path(path).is_dir() and not any(Path(path).iterdir()):
+                Path(path).rmdir()
     saved = NODE / "sysctls.json"
     if saved.exists():
         for key, value in json.loads(saved.read_text()).items():
             Path("/proc/sys", *key.split(".")).write_text(value)
     subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+    # The kubelet links every container's log into /var/log/containers (a fixed path).
+    containers = Path("/var/log/containers")
+    if containers.is_dir():
+        for link in containers.iterdir():
+            if link.is_symlink() and str(NODE) in os.readlink(link):
+                link.unlink()
+    # The cgroup root, deepest first (empty once the pods' processes are gone).
+    for hierarchy in CGROUP_HIERARCHIES:
+        root = Path("/sys/fs/cgroup", hierarchy, CGROUP_ROOT.lstrip("/"))
+        if root.exists():
+            for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                path.rmdir()
+            root.rmdir()
     # Mounts under the node's directories (pod volumes, overlay snapshots, the netns).
     with open("/proc/self/mounts", encoding="utf-8") as mounts:
         targets = [line.split()[1] for line in mounts if str(NODE) in line.split()[1]]
