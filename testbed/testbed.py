@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bed import build, container, envfile, kube, latency, pki, postgres  # noqa: E402
-from bed.config import KUBE_APISERVER_PORT, PG_CONTAINER, PG_SERVERS, STATE, TOXIPROXY_API_PORT, selected_servers  # noqa: E402
-from bed.procs import TestbedError, alive, fail, port_free, processes_under, say  # noqa: E402
+from bed import build, container, envfile, kube, latency, node, pki, postgres  # noqa: E402
+from bed.config import KUBE_APISERVER_PORT, PG_CONTAINER, PG_SERVERS, REAL_NODE, STATE, TOXIPROXY_API_PORT, selected_servers  # noqa: E402
+from bed.procs import TestbedError, alive, fail, port_free, processes_under, say, wait_for  # noqa: E402
 
 SERVERS_FILE = STATE / "servers.json"
 COMPONENTS = ("kubernetes", "etcd", "kwok", "toxiproxy", "helm3", "helm4")
@@ -42,6 +42,8 @@ def _up_servers() -> list[str]:
 
 def health(servers: list[str]) -> dict[str, bool]:
     state = {"kubernetes": kube.running()}
+    if REAL_NODE:
+        state["real node"] = node.running()
     for name in servers:
         if name == "container":
             state[name] = container.running()
@@ -124,6 +126,8 @@ def _start(servers: list[str]) -> None:
         # The unprivileged PostgreSQL account must reach its data directories.
         for p in (STATE, STATE / "pg", STATE / "logs"):
             p.chmod(0o755)
+    if REAL_NODE:
+        node.network_up()
     for name in servers:
         if name == "standby":
             say("starting PostgreSQL standby (streaming from main)")
@@ -139,6 +143,10 @@ def _start(servers: list[str]) -> None:
                 latency.start(name, PG_SERVERS[name].port, PG_SERVERS[name].backend_port)
     say("starting the kwok cluster")
     kube.create()
+    if REAL_NODE:
+        say("starting the real node (containerd, kubelet)")
+        node.up(kube.KUBECONFIG)
+        wait_for(lambda: node.NODE_NAME in kube.ready_nodes(), "the real node to be Ready", 90, interval=1)
     envfile.write(servers)
 
 
@@ -147,6 +155,7 @@ def down() -> None:
         say("nothing to take down")
         return
     user = postgres.os_user()
+    node.down()
     kube.delete()
     for name in reversed(list(PG_SERVERS)):
         if name == "container":
@@ -233,6 +242,9 @@ def status() -> None:
     if "toxiproxy" in state:
         print(f"  toxiproxy   {'running' if state['toxiproxy'] else 'DOWN':8} "
               f"API http://127.0.0.1:{TOXIPROXY_API_PORT}")
+    if REAL_NODE:
+        print(f"  real node   {'running' if node.running() else 'DOWN':8} {node.NODE_NAME}, pods on {node.BRIDGE}"
+              f" {node.SUBNET}, servers at {node.GATEWAY}")
     print(f"  memory      {_rss_mib():.0f} MiB resident")
     print(f"  use it:     . {STATE / 'env.sh'}")
 

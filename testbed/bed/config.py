@@ -63,6 +63,13 @@ PG_SERVERS = {
 }
 DEFAULT_PG = ("main", "small", "standby", "far", "container")
 KUBE_APISERVER_PORT = PORT_BASE + 13
+# The real node (bed/node.py): CODER_TESTBED_NODE=none leaves it out. Its pods are on a bridge of
+# their own, a /24 per port base in 10.213.0.0/16; they reach this machine (the PostgreSQL servers)
+# at the bridge's own address, .1, and nothing else (no masquerading, no route out).
+REAL_NODE = os.environ.get("CODER_TESTBED_NODE", "real") == "real"
+POD_SUBNET = f"10.213.{(PORT_BASE // 10) % 250}.0/24"
+POD_GATEWAY = f"10.213.{(PORT_BASE // 10) % 250}.1"
+KUBELET_PORT = PORT_BASE + 20
 TOXIPROXY_API_PORT = PORT_BASE + 44
 # One container per test bed (a second bed on other ports must not touch the first one's).
 PG_CONTAINER = f"coderops-testbed-pg-{PORT_BASE}"

@@ -37,6 +37,10 @@ def create() -> None:
          "--kube-scheduler-binary", k8s / "kube-scheduler",
          "--kwok-controller-binary", kwok / "kwok", "--etcd-binary", etcd / "etcd",
          "--enable-crds", "Stage", "--kube-authorization", "--kube-admission",
+         # The real node's name does not resolve: logs and exec go to its address.
+         "--extra-args", "kube-apiserver=kubelet-preferred-address-types=InternalIP,Hostname",
+         "--extra-args", f"kube-apiserver=kubelet-client-certificate={_cluster_dir() / 'pki' / 'admin.crt'}",
+         "--extra-args", f"kube-apiserver=kubelet-client-key={_cluster_dir() / 'pki' / 'admin.key'}",
          "--wait", "120s"],
         env=_env(), what="starting the kwok cluster", log=STATE / "logs" / "kwokctl.log")
     KUBECONFIG.chmod(0o600)

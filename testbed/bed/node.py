@@ -26,17 +26,14 @@ import time
 from pathlib import Path
 
 from . import build
-from .config import CACHE, PORT_BASE, STATE, VERSIONS
+from .config import CACHE, CLUSTER_NAME, KUBELET_PORT, POD_GATEWAY, POD_SUBNET, PORT_BASE, STATE, TESTBED_DIR, VERSIONS
 from .procs import TestbedError, alive, run, say, spawn, wait_for
 
 NODE = STATE / "node"
 NODE_NAME = f"real-node-{PORT_BASE}"
 BRIDGE = f"crb{PORT_BASE}"  # at most 15 characters
-# A /24 of its own per port base (documented subnet; pods reach the host at .1).
-SUBNET_INDEX = (PORT_BASE // 10) % 250
-SUBNET = f"10.213.{SUBNET_INDEX}.0/24"
-GATEWAY = f"10.213.{SUBNET_INDEX}.1"
-KUBELET_PORT = PORT_BASE + 20
+SUBNET, GATEWAY = POD_SUBNET, POD_GATEWAY
+STANDIN_IMAGE = "registry.coderops.test/coder-standin"
 CNI_BIN = Path("/usr/lib/cni")
 PAUSE_IMAGE = "registry.coderops.test/pause:3.10"
 CGROUP_ROOT = f"/coderops-{PORT_BASE}"
@@ -72,7 +69,7 @@ def _pause_source() -> Path:
     return Path(json.loads(out.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
 
 
-def image_tar(path: Path, ref: str, files: dict, entrypoint: list[str], user: str = "") -> None:
+def image_tar(path: Path, ref: str, files: dict, entrypoint: list[str], user: str = "", env=()) -> None:
     """A docker-archive image (what `ctr images import` reads) of one layer holding `files`
     ({path in the image: (bytes, mode)})."""
     layer = io.BytesIO()
@@ -84,7 +81,7 @@ def image_tar(path: Path, ref: str, files: dict, entrypoint: list[str], user: st
     layer_bytes = layer.getvalue()
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = {"architecture": "amd64", "os": "linux",
-              "config": {"Entrypoint": entrypoint, "User": user, "Env": ["PATH=/"]},
+              "config": {"Entrypoint": entrypoint, "User": user, "Env": ["PATH=/", *env]},
               "rootfs": {"type": "layers", "diff_ids": [diff_id]}, "history": [{"created_by": "coderops testbed"}]}
     config_bytes = json.dumps(config).encode()
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
@@ -149,7 +146,9 @@ def _kubelet_config() -> str:
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "cgroupDriver": "cgroupfs", "failCgroupV1": False, "cgroupRoot": CGROUP_ROOT, "cgroupsPerQOS": True,
         "failSwapOn": False, "port": KUBELET_PORT, "readOnlyPort": 0, "healthzPort": 0,
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
+        # kube-apiserver's client certificate (logs, exec, the service proxy) is signed by the cluster CA.
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
+                           "x509": {"clientCAFile": str(STATE / "kwok" / "clusters" / CLUSTER_NAME / "pki" / "ca.crt")}},
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{NODE}/containerd.sock",
         "podLogsDir": str(NODE / "pod-logs"), "enforceNodeAllocatable": [],
@@ -172,11 +171,39 @@ def _running(name: str) -> bool:
     return path.exists() and alive(int(path.read_text()))
 
 
-def up(kubeconfig: Path) -> None:
+def running() -> bool:
+    return _running("containerd") and _running("kubelet")
+
+
+def ensure_standin() -> Path:
+    """The Coder stand-in (tests/images/coder-standin) as an image tar, rebuilt when its source changes.
+    One binary serves every version: the image tag is the version it plays (STANDIN_VERSION)."""
+    src = TESTBED_DIR.parent / "tests" / "images" / "coder-standin"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(src).as_posix().encode() + b"\0" + path.read_bytes())
+    out = CACHE / f"coder-standin-{digest.hexdigest()[:10]}"
+    binary = out / "coder-standin"
+    if not binary.exists():
+        run([src / "build.sh", out], what="building the Coder stand-in")
+    return binary
+
+
+def network_up() -> None:
+    """The pod bridge with its address, before the PostgreSQL servers listen on it."""
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0:
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"], what="creating the pod bridge")
+        run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE], what="addressing the pod bridge")
+        run(["ip", "link", "set", BRIDGE, "up"], what="bringing the pod bridge up")
+
+
+def up(kubeconfig: Path, versions=("2.29.0", "2.30.0", "2.31.0", "1.44.0", "1.45.0")) -> None:
     if not (CNI_BIN / "bridge").exists():
         raise TestbedError("the CNI plugins are missing: apt-get install containernetworking-plugins")
     kubelet = ensure_kubelet()
     pause = ensure_pause()
+    standin = ensure_standin()
+    network_up()
     for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "logs"):
         (NODE / sub).mkdir(parents=True, exist_ok=True)
     created = NODE / "created-dirs"
@@ -193,12 +220,6 @@ def up(kubeconfig: Path) -> None:
             # A new cpuset is empty: it takes its parent's CPUs and memory nodes.
             for key in ("cpuset.cpus", "cpuset.mems"):
                 (path / key).write_text((path.parent / key).read_text())
-    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0:
-        # The bridge before the first pod (the CNI plugin would make it then): the kubelet reports
-        # its address as the node's, and the PostgreSQL servers listen on it.
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"], what="creating the pod bridge")
-        run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE], what="addressing the pod bridge")
-        run(["ip", "link", "set", BRIDGE, "up"], what="bringing the pod bridge up")
     (NODE / "containerd.toml").write_text(_containerd_config())
     (NODE / "cni" / "net.d" / "10-coderops.conflist").write_text(_cni_config())
     (NODE / "kubelet.json").write_text(_kubelet_config())
@@ -208,6 +229,12 @@ def up(kubeconfig: Path) -> None:
         wait_for(lambda: (NODE / "containerd.sock").exists(), "containerd's socket", 30)
     ctr = ["ctr", "--address", NODE / "containerd.sock", "-n", "k8s.io"]
     run([*ctr, "images", "import", "--no-unpack", pause], what="importing the pause image")
+    tar = NODE / "coder-standin.tar"
+    for version in versions:
+        image_tar(tar, f"{STANDIN_IMAGE}:{version}", {"/coder-standin": (standin.read_bytes(), 0o755)},
+                  ["/coder-standin"], user="1000:1000", env=[f"STANDIN_VERSION={version}"])
+        run([*ctr, "images", "import", tar], what=f"importing the stand-in {version}")
+    tar.unlink()
     if not _running("kubelet"):
         pid = spawn([kubelet, "--config", NODE / "kubelet.json", "--kubeconfig", kubeconfig,
                      "--root-dir", NODE / "kubelet", "--cert-dir", NODE / "kubelet" / "pki",
@@ -241,11 +268,6 @@ def down() -> None:
                 continue
             if b"containerd-shim" in cmd and str(NODE).encode() in cmd:
                 os.kill(int(proc.name), signal.SIGKILL)
-    created = NODE / "created-dirs"
-    if created.exists():
-        for path in created.read_text().split():
-            if Path(path).is_dir() and not any(Path(path).iterdir()):
-                Path(path).rmdir()
     saved = NODE / "sysctls.json"
     if saved.exists():
         for key, value in json.loads(saved.read_text()).items():
@@ -257,7 +279,23 @@ def down() -> None:
         for link in containers.iterdir():
             if link.is_symlink() and str(NODE) in os.readlink(link):
                 link.unlink()
-    # The cgroup root, deepest first (empty once the pods' processes are gone).
+    # The pods' processes (killing a shim does not stop its container), then the cgroup root,
+    # deepest first.
+    deadline = time.monotonic() + 15
+    while True:
+        pids = set()
+        for hierarchy in CGROUP_HIERARCHIES:
+            root = Path("/sys/fs/cgroup", hierarchy, CGROUP_ROOT.lstrip("/"))
+            for procs in root.rglob("cgroup.procs") if root.exists() else ():
+                pids.update(int(p) for p in procs.read_text().split())
+        if not pids or time.monotonic() > deadline:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.3)
     for hierarchy in CGROUP_HIERARCHIES:
         root = Path("/sys/fs/cgroup", hierarchy, CGROUP_ROOT.lstrip("/"))
         if root.exists():
@@ -269,6 +307,11 @@ def down() -> None:
         targets = [line.split()[1] for line in mounts if str(NODE) in line.split()[1]]
     for target in sorted(targets, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    created = NODE / "created-dirs"
+    if created.exists():
+        for path in created.read_text().split():
+            if Path(path).is_dir() and not any(Path(path).iterdir()):
+                Path(path).rmdir()
 
 
 if __name__ == "__main__":

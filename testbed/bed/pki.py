@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import MTLS_USER
+from .config import MTLS_USER, POD_GATEWAY
 from .procs import run
 
 DAYS = "825"
@@ -45,7 +45,7 @@ def make(d: Path) -> None:
     d.chmod(0o700)
     _ca(d, "ca", "/CN=coderops test bed CA")
     _leaf(d, "server", "ca", "/CN=localhost",
-          "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+          f"subjectAltName=IP:127.0.0.1,DNS:localhost,IP:{POD_GATEWAY}\nextendedKeyUsage=serverAuth\n")
     _leaf(d, "client", "ca", f"/CN={MTLS_USER}", "extendedKeyUsage=clientAuth\n")
     _ca(d, "rogue-ca", "/CN=untrusted CA")
     _leaf(d, "rogue-client", "rogue-ca", f"/CN={MTLS_USER}", "extendedKeyUsage=clientAuth\n")

@@ -7,7 +7,8 @@ import pwd
 import shutil
 from pathlib import Path
 
-from .config import DB_NAME, DB_USER, MTLS_USER, PG_OS_USER, PG_SERVERS, STATE, VERSIONS, PgServer
+from .config import (DB_NAME, DB_USER, MTLS_USER, PG_OS_USER, PG_SERVERS, POD_GATEWAY, POD_SUBNET, REAL_NODE,
+                     STATE, VERSIONS, PgServer)
 from .procs import TestbedError, port_open, run, wait_for
 
 PG_BIN = Path(f"/usr/lib/postgresql/{VERSIONS['PG_MAJOR']}/bin")
@@ -19,6 +20,8 @@ hostssl all          {MTLS_USER}  127.0.0.1/32  cert
 host    all          {MTLS_USER}  all           reject
 host    replication  {REPLICATION_USER}  127.0.0.1/32  scram-sha-256
 host    all          all          127.0.0.1/32  scram-sha-256
+hostssl all          {MTLS_USER}  {POD_SUBNET}  cert
+hostssl all          all          {POD_SUBNET}  scram-sha-256
 """
 
 
@@ -53,7 +56,7 @@ def _chown(path: Path, user: str | None) -> None:
 def _conf(server: PgServer) -> str:
     return f"""
 # Written by the coderops test bed.
-listen_addresses = '127.0.0.1'
+listen_addresses = '{"127.0.0.1," + POD_GATEWAY if REAL_NODE else "127.0.0.1"}'
 port = {listen_port(server)}
 unix_socket_directories = '{socket_dir(server.name)}'
 max_connections = {server.max_connections}
