@@ -2,7 +2,7 @@
 # Installs the Debian packages the test bed and the tests need (idempotent; needs root for apt).
 # Go (1.26) and Python 3.11 are expected on the machine already.
 set -eu
-PKGS="postgresql-15 postgresql-client-15 docker.io debootstrap openssl iproute2 util-linux procps"
+PKGS="postgresql-15 postgresql-client-15 docker.io debootstrap openssl iproute2 util-linux procps containerd runc containernetworking-plugins"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
