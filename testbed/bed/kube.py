@@ -26,6 +26,29 @@ def kubectl(*args: str, check: bool = True, input: str | None = None) -> subproc
                input=input, what=f"kubectl {' '.join(args[:2])}" if check else None)
 
 
+def _extra_args() -> list[str]:
+    """kwokctl --extra-args for the real node. (kwokctl 0.8 indexes its patches by the position of a
+    component's first argument: each component's first argument comes first, in that order.)"""
+    pki = _cluster_dir() / "pki"
+    args = {
+        # kwok paints only its own nodes' pods, never the real node's (kwokctl starts it with
+        # --manage-all-nodes=true; the later flag wins). A label key alone: a selector with "="
+        # does not pass through --extra-args.
+        "kwok-controller": ["manage-all-nodes=false", "manage-nodes-with-label-selector=coderops.test/fake"],
+        "kube-apiserver": [
+            # The real node's name does not resolve: logs, exec and the proxy go to its address,
+            # with the admin client certificate (which the kubelet trusts).
+            "kubelet-preferred-address-types=InternalIP,Hostname",
+            f"kubelet-client-certificate={pki / 'admin.crt'}", f"kubelet-client-key={pki / 'admin.key'}",
+            # A namespace chooses the real node with two annotations (bed/node.py).
+            "enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+        ],
+    }
+    firsts = [f"{name}={values[0]}" for name, values in args.items()]
+    rest = [f"{name}={value}" for name, values in args.items() for value in values[1:]]
+    return [item for arg in firsts + rest for item in ("--extra-args", arg)]
+
+
 def create() -> None:
     k8s = build.ensure("kubernetes")
     etcd = build.ensure("etcd")
@@ -37,10 +60,7 @@ def create() -> None:
          "--kube-scheduler-binary", k8s / "kube-scheduler",
          "--kwok-controller-binary", kwok / "kwok", "--etcd-binary", etcd / "etcd",
          "--enable-crds", "Stage", "--kube-authorization", "--kube-admission",
-         # The real node's name does not resolve: logs and exec go to its address.
-         "--extra-args", "kube-apiserver=kubelet-preferred-address-types=InternalIP,Hostname",
-         "--extra-args", f"kube-apiserver=kubelet-client-certificate={_cluster_dir() / 'pki' / 'admin.crt'}",
-         "--extra-args", f"kube-apiserver=kubelet-client-key={_cluster_dir() / 'pki' / 'admin.key'}",
+         *_extra_args(),
          "--wait", "120s"],
         env=_env(), what="starting the kwok cluster", log=STATE / "logs" / "kwokctl.log")
     KUBECONFIG.chmod(0o600)
@@ -70,6 +90,7 @@ metadata:
     kubernetes.io/arch: amd64
     kubernetes.io/role: agent
     type: kwok
+    coderops.test/fake: "true"
     topology.kubernetes.io/zone: zone-{i}
 spec: {{}}
 """

@@ -69,7 +69,7 @@ def _pause_source() -> Path:
     return Path(json.loads(out.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
 
 
-def image_tar(path: Path, ref: str, files: dict, entrypoint: list[str], user: str = "", env=()) -> None:
+def image_tar(path: Path, ref, files: dict, entrypoint: list[str], user: str = "", env=()) -> None:
     """A docker-archive image (what `ctr images import` reads) of one layer holding `files`
     ({path in the image: (bytes, mode)})."""
     layer = io.BytesIO()
@@ -85,7 +85,8 @@ def image_tar(path: Path, ref: str, files: dict, entrypoint: list[str], user: st
               "rootfs": {"type": "layers", "diff_ids": [diff_id]}, "history": [{"created_by": "coderops testbed"}]}
     config_bytes = json.dumps(config).encode()
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
-    manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": ["layer.tar"]}]
+    manifest = [{"Config": config_name, "RepoTags": [ref] if isinstance(ref, str) else list(ref),
+                 "Layers": ["layer.tar"]}]
     with tarfile.open(path, "w") as out:
         for name, data in (("layer.tar", layer_bytes), (config_name, config_bytes),
                            ("manifest.json", json.dumps(manifest).encode())):
@@ -152,7 +153,9 @@ def _kubelet_config() -> str:
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{NODE}/containerd.sock",
         "podLogsDir": str(NODE / "pod-logs"), "enforceNodeAllocatable": [],
-        "registerNode": True, "registerWithTaints": [],
+        "registerNode": True,
+        # Only pods of a namespace that chooses the real node go there (namespace_annotations()).
+        "registerWithTaints": [{"key": "coderops.test/node", "value": "real", "effect": "NoSchedule"}],
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "resolvConf": "", "makeIPTablesUtilChains": False, "protectKernelDefaults": False,
@@ -169,6 +172,14 @@ def _pidfile(name: str) -> Path:
 def _running(name: str) -> bool:
     path = _pidfile(name)
     return path.exists() and alive(int(path.read_text()))
+
+
+def namespace_annotations() -> dict:
+    """What puts a namespace's pods on the real node (admission plugins PodNodeSelector and
+    PodTolerationRestriction): its node selector, and a toleration of the node's taint."""
+    return {"scheduler.alpha.kubernetes.io/node-selector": "type=real",
+            "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+                [{"key": "coderops.test/node", "operator": "Equal", "value": "real", "effect": "NoSchedule"}])}
 
 
 def running() -> bool:
@@ -231,7 +242,12 @@ def up(kubeconfig: Path, versions=("2.29.0", "2.30.0", "2.31.0", "1.44.0", "1.45
     run([*ctr, "images", "import", "--no-unpack", pause], what="importing the pause image")
     tar = NODE / "coder-standin.tar"
     for version in versions:
-        image_tar(tar, f"{STANDIN_IMAGE}:{version}", {"/coder-standin": (standin.read_bytes(), 0o755)},
+        # Also under the real charts' image names, so that the stand-in charts stay as they are.
+        refs = [f"{STANDIN_IMAGE}:{version}",
+                f"ghcr.io/coder/coder:v{version}" if version.startswith("2.") else f"docker.io/coderenvs/coder-service:{version}"]
+        # The v1 chart runs /opt/coder (the real v1 image's path), the v2 chart the entrypoint.
+        image_tar(tar, refs, {"/coder-standin": (standin.read_bytes(), 0o755),
+                              "/opt/coder": (standin.read_bytes(), 0o755)},
                   ["/coder-standin"], user="1000:1000", env=[f"STANDIN_VERSION={version}"])
         run([*ctr, "images", "import", tar], what=f"importing the stand-in {version}")
     tar.unlink()
