@@ -29,7 +29,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bed import build, container, envfile, kube, latency, node, pki, postgres  # noqa: E402
-from bed.config import KUBE_APISERVER_PORT, PG_CONTAINER, PG_SERVERS, REAL_NODE, STATE, TOXIPROXY_API_PORT, selected_servers  # noqa: E402
+from bed.config import (  # noqa: E402
+    KUBE_APISERVER_PORT,
+    PG_CONTAINER,
+    PG_SERVERS,
+    REAL_NODE,
+    STATE,
+    TOXIPROXY_API_PORT,
+    selected_servers,
+)
 from bed.procs import TestbedError, alive, fail, port_free, processes_under, say, wait_for  # noqa: E402
 
 SERVERS_FILE = STATE / "servers.json"

@@ -77,6 +77,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._release_text impo
     format_events,
     format_pods,
     pending_guidance,
+    telling_line,
 )
 from ansible_collections.coderops.deploy.plugins.module_utils._release_watch import (
     API_POLL_SECONDS,
@@ -87,6 +88,8 @@ from ansible_collections.coderops.deploy.plugins.module_utils._release_watch imp
 
 # Deleting the Lease at the end is retried this long while the API server does not answer.
 LOCK_RELEASE_WAIT = 60
+# The failure summary quotes the logs of this many failing pods (one API call each).
+LOG_PODS = 2
 
 
 class ReleaseManager(Watcher):
@@ -369,6 +372,10 @@ class ReleaseManager(Watcher):
         report = outcome["last_report"]
         try:
             report = self.kube.pods_report(self.p["namespace"], self.p["name"])
+            # What the failing container said last (read now: the rollback replaces its pod).
+            for problem in [p for p in report["problems"] if p.get("container")][:LOG_PODS]:
+                problem["log"] = telling_line(self.kube.log_tail(
+                    self.p["namespace"], problem["pod"], problem["container"], problem["previous_log"]))
         except Exception as exc:  # pylint: disable=broad-exception-caught
             if not isinstance(exc, KubeError) and not unreachable(exc):
                 raise

@@ -474,6 +474,15 @@ class Kube:
         except ApiException as exc:
             raise _api_error(exc, "listing pods") from None
 
+    def log_tail(self, namespace, pod, container, previous, lines=20):
+        """The last `lines` lines of a container's log, or None when the log cannot be read
+        (the pod is gone, the kubelet does not answer): a summary must not fail over it."""
+        try:
+            return self.core.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
+                                                     tail_lines=lines, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException:
+            return None
+
     # -- events ----------------------------------------------------------------------------
 
     def recent_events(self, namespace, since, limit=10):
@@ -731,12 +740,15 @@ def _pod_problems(pod):
                 return [{"pod": name, "reason": reason,
                          "message": f"{kind} {cs.name}: {state.waiting.message or reason}"
                                     f" (restarts: {cs.restart_count or 0})",
-                         "fatal": reason in FATAL_REASONS}]
+                         "fatal": reason in FATAL_REASONS,
+                         # Whose log tells why: the instance that ran before the restart.
+                         "container": cs.name, "previous_log": bool(cs.restart_count)}]
             if (kind == "init container" and state and state.terminated
                     and state.terminated.exit_code not in (0, None)):
                 return [{"pod": name, "reason": state.terminated.reason or "Error",
                          "message": f"{kind} {cs.name} exited with {state.terminated.exit_code}",
-                         "fatal": (cs.restart_count or 0) >= 2}]
+                         "fatal": (cs.restart_count or 0) >= 2,
+                         "container": cs.name, "previous_log": False}]
     for cond in status.conditions or []:
         if cond.type == "PodScheduled" and cond.status == "False":
             return [{"pod": name, "reason": cond.reason or "Unschedulable",

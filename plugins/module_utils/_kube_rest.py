@@ -159,7 +159,8 @@ class Client:
         query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        headers = {"Accept": "application/json", "User-Agent": "coderops.deploy"}
+        # Logs and proxied answers are text: the API server refuses them to a JSON-only Accept.
+        headers = {"Accept": "*/*" if raw else "application/json", "User-Agent": "coderops.deploy"}
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = content_type
@@ -301,6 +302,22 @@ class Api:
     def create_namespace(self, body, dry_run=None, _request_timeout=DEFAULT_TIMEOUT):
         return self.client.request("POST", "/api/v1/namespaces", query={"dryRun": dry_run}, body=body,
                                    timeout=_request_timeout)
+
+    def read_namespaced_pod_log(self, name, namespace, container=None, previous=None, tail_lines=None,
+                                _request_timeout=DEFAULT_TIMEOUT):
+        """A container's log as text (the kubelet's, through the API server); previous=True for
+        the instance that ran before the last restart."""
+        return self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+                                   query={"container": container, "previous": "true" if previous else None,
+                                          "tailLines": tail_lines},
+                                   timeout=_request_timeout, raw=True)
+
+    def connect_get_namespaced_service_proxy_with_path(self, name, namespace, path,
+                                                       _request_timeout=DEFAULT_TIMEOUT):
+        """GET `path` of a Service through the API server's service proxy, as text. `name` may
+        carry a port (`coder:http`)."""
+        return self.client.request("GET", f"/api/v1/namespaces/{namespace}/services/{name}/proxy/"
+                                   f"{path.lstrip('/')}", timeout=_request_timeout, raw=True)
 
     def get_code(self, _request_timeout=DEFAULT_TIMEOUT):
         """The server's version (GET /version: git_version, major, minor ...)."""

@@ -10,12 +10,41 @@ release, and what helm's error means (the result's `reason`). Text only: no helm
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import unreachable_text
+
+# What may carry a credential in a log line. Coder's driver (lib/pq) prints a connection URL it
+# cannot parse whole, password included, and the module does not know the password to look for:
+# so blank the userinfo of any URL and the value of any password-like key.
+_URL_USERINFO = re.compile(r"(://[^/\s:@]*):.*@")  # to the last @: a password may hold @ and spaces
+_SECRET_KEY_VALUE = re.compile(r"((?:password|passwd|pwd|secret|token)\w*\s*[=:]\s*)"
+                               r"(\"(?:[^\"\\]|\\.)*\"|'[^']*'|\S+)", re.IGNORECASE)
+_ERROR_WORDS = re.compile(r"\b(fata|fatal|erro|error|panic|refus\w*|fail\w*)\b", re.IGNORECASE)
+LOG_LINE_LIMIT = 300
+
+
+def scrub(line):
+    """`line` with URL passwords and password-like values replaced by ***."""
+    return _SECRET_KEY_VALUE.sub(r"\1***", _URL_USERINFO.sub(r"\1:***@", line))
+
+
+def telling_line(log):
+    """The line of a container's log tail that says why it stopped: its last error line, else its
+    last line; scrubbed and shortened. None for an empty or unreadable log."""
+    lines = [line.strip() for line in (log or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    errors = [line for line in lines if _ERROR_WORDS.search(line)]
+    line = scrub((errors or lines)[-1])
+    return line if len(line) <= LOG_LINE_LIMIT else line[:LOG_LINE_LIMIT - 3] + "..."
 
 
 def format_pods(problems, limit):
-    """`pod: reason (message)` for the first `limit` pods that are not ready, and how many more."""
-    shown = "; ".join(f"{p['pod']}: {p['reason']} ({p['message']})" for p in problems[:limit])
+    """`pod: reason (message)` for the first `limit` pods that are not ready, and how many more;
+    with the container's telling log line where the summary fetched one."""
+    shown = "; ".join(f"{p['pod']}: {p['reason']} ({p['message']})"
+                      + (f' log: "{p["log"]}"' if p.get("log") else "") for p in problems[:limit])
     more = f" (+{len(problems) - limit} more)" if len(problems) > limit else ""
     return shown + more
 

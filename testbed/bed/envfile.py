@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 
-from . import build, container
-from .config import DB_NAME, DB_USER, KUBE_APISERVER_PORT, MTLS_USER, PG_SERVERS, STATE, TOXIPROXY_API_PORT
+from . import build, container, node
+from .config import (
+    DB_NAME,
+    DB_USER,
+    KUBE_APISERVER_PORT,
+    MTLS_USER,
+    PG_SERVERS,
+    POD_GATEWAY,
+    POD_SUBNET,
+    REAL_NODE,
+    STATE,
+    TOXIPROXY_API_PORT,
+)
 from .postgres import socket_dir
 
 PKI = STATE / "pki"
@@ -62,6 +74,11 @@ def write(servers: list[str]) -> None:
     }
     for name in servers:
         env.update(server_vars(name))
+    if REAL_NODE:
+        # Pods on the real node reach the servers at the bridge's address (the certificates name it).
+        env.update({"CODER_TEST_REAL_NODE": node.NODE_NAME, "CODER_TEST_POD_DB_HOST": POD_GATEWAY,
+                    "CODER_TEST_POD_SUBNET": POD_SUBNET,
+                    "CODER_TEST_REAL_NODE_ANNOTATIONS": json.dumps(node.namespace_annotations())})
     if "container" in servers:
         # For tests that start PostgreSQL containers of their own (molecule's postgres-container).
         env["CODER_TEST_PG_IMAGE"] = container.image_tag()

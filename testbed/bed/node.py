@@ -13,7 +13,6 @@ Run by hand:  python3 -m bed.node up|down|status   (from testbed/, with the test
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -39,8 +38,15 @@ PAUSE_IMAGE = "registry.coderops.test/pause:3.10"
 CGROUP_ROOT = f"/coderops-{PORT_BASE}"
 # What the kubelet changes on the machine, restored by down().
 SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
-# cgroup v1 hierarchies the kubelet puts its cgroup root in (this machine: cgroup v1, no systemd).
+# cgroup v1 hierarchies up() makes the cgroup root in (this machine: cgroup v1, no systemd); the
+# kubelet adds it to the hybrid `unified` v2 mount itself.
 CGROUP_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd")
+
+
+def _cgroup_roots() -> list[Path]:
+    """The cgroup root in every hierarchy the kubelet made it in (cgroup v1 here, plus the hybrid
+    `unified` v2 mount: whatever is mounted under /sys/fs/cgroup)."""
+    return sorted(Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT.lstrip('/')}"))
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -142,6 +148,9 @@ def _cni_config() -> str:
                     {"type": "loopback"}]}, indent=2)
 
 
+CLUSTER_CA = STATE / "kwok" / "clusters" / CLUSTER_NAME / "pki" / "ca.crt"
+
+
 def _kubelet_config() -> str:
     return json.dumps({
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -149,7 +158,7 @@ def _kubelet_config() -> str:
         "failSwapOn": False, "port": KUBELET_PORT, "readOnlyPort": 0, "healthzPort": 0,
         # kube-apiserver's client certificate (logs, exec, the service proxy) is signed by the cluster CA.
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                           "x509": {"clientCAFile": str(STATE / "kwok" / "clusters" / CLUSTER_NAME / "pki" / "ca.crt")}},
+                           "x509": {"clientCAFile": str(CLUSTER_CA)}},
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{NODE}/containerd.sock",
         "podLogsDir": str(NODE / "pod-logs"), "enforceNodeAllocatable": [],
@@ -243,8 +252,9 @@ def up(kubeconfig: Path, versions=("2.29.0", "2.30.0", "2.31.0", "1.44.0", "1.45
     tar = NODE / "coder-standin.tar"
     for version in versions:
         # Also under the real charts' image names, so that the stand-in charts stay as they are.
-        refs = [f"{STANDIN_IMAGE}:{version}",
-                f"ghcr.io/coder/coder:v{version}" if version.startswith("2.") else f"docker.io/coderenvs/coder-service:{version}"]
+        real = (f"ghcr.io/coder/coder:v{version}" if version.startswith("2.")
+                else f"docker.io/coderenvs/coder-service:{version}")
+        refs = [f"{STANDIN_IMAGE}:{version}", real]
         # The v1 chart runs /opt/coder (the real v1 image's path), the v2 chart the entrypoint.
         image_tar(tar, refs, {"/coder-standin": (standin.read_bytes(), 0o755),
                               "/opt/coder": (standin.read_bytes(), 0o755)},
@@ -260,9 +270,28 @@ def up(kubeconfig: Path, versions=("2.29.0", "2.30.0", "2.31.0", "1.44.0", "1.45
         _pidfile("kubelet").write_text(str(pid))
 
 
+def _pod_netns() -> list[str]:
+    """The network namespaces containerd made for this node's pods (/var/run/netns/cni-*, a fixed
+    place shared with any other containerd), read from the containers' specs while it still runs."""
+    if not _running("containerd"):
+        return []
+    ctr = ["ctr", "--address", str(NODE / "containerd.sock"), "-n", "k8s.io", "containers"]
+    ids = subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, check=False).stdout.split()
+    paths = set()
+    for cid in ids:
+        info = subprocess.run([*ctr, "info", cid], capture_output=True, text=True, check=False).stdout
+        try:
+            namespaces = json.loads(info)["Spec"]["linux"]["namespaces"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        paths.update(n["path"] for n in namespaces if n.get("type") == "network" and n.get("path"))
+    return sorted(paths)
+
+
 def down() -> None:
     import signal
 
+    netns = _pod_netns()
     for name in ("kubelet", "containerd"):
         path = _pidfile(name)
         if path.exists():
@@ -300,9 +329,8 @@ def down() -> None:
     deadline = time.monotonic() + 15
     while True:
         pids = set()
-        for hierarchy in CGROUP_HIERARCHIES:
-            root = Path("/sys/fs/cgroup", hierarchy, CGROUP_ROOT.lstrip("/"))
-            for procs in root.rglob("cgroup.procs") if root.exists() else ():
+        for root in _cgroup_roots():
+            for procs in root.rglob("cgroup.procs"):
                 pids.update(int(p) for p in procs.read_text().split())
         if not pids or time.monotonic() > deadline:
             break
@@ -312,17 +340,18 @@ def down() -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.3)
-    for hierarchy in CGROUP_HIERARCHIES:
-        root = Path("/sys/fs/cgroup", hierarchy, CGROUP_ROOT.lstrip("/"))
-        if root.exists():
-            for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                path.rmdir()
-            root.rmdir()
+    for root in _cgroup_roots():
+        for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            path.rmdir()
+        root.rmdir()
     # Mounts under the node's directories (pod volumes, overlay snapshots, the netns).
     with open("/proc/self/mounts", encoding="utf-8") as mounts:
         targets = [line.split()[1] for line in mounts if str(NODE) in line.split()[1]]
     for target in sorted(targets, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    for path in netns:
+        subprocess.run(["umount", path], capture_output=True, check=False)
+        Path(path).unlink(missing_ok=True)
     created = NODE / "created-dirs"
     if created.exists():
         for path in created.read_text().split():

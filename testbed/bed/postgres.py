@@ -7,8 +7,19 @@ import pwd
 import shutil
 from pathlib import Path
 
-from .config import (DB_NAME, DB_USER, MTLS_USER, PG_OS_USER, PG_SERVERS, POD_GATEWAY, POD_SUBNET, REAL_NODE,
-                     STATE, VERSIONS, PgServer)
+from .config import (
+    DB_NAME,
+    DB_USER,
+    MTLS_USER,
+    PG_OS_USER,
+    PG_SERVERS,
+    POD_GATEWAY,
+    POD_SUBNET,
+    REAL_NODE,
+    STATE,
+    VERSIONS,
+    PgServer,
+)
 from .procs import TestbedError, port_open, run, wait_for
 
 PG_BIN = Path(f"/usr/lib/postgresql/{VERSIONS['PG_MAJOR']}/bin")

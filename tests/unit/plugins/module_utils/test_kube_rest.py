@@ -98,6 +98,22 @@ def test_calls_go_to_the_library_paths_with_queries_and_bodies(server):
         getattr(a, "read_namespaced_configmap")  # noqa: B009  # not a kind the collection uses
 
 
+def test_logs_and_the_service_proxy_are_text(server):
+    Recorder.answers[("GET", "/api/v1/namespaces/ns/pods/p/log")] = (200, "line 1\nline 2\n")
+    Recorder.answers[("GET", "/api/v1/namespaces/ns/services/coder:http/proxy/api/v2/buildinfo")] = (
+        200, '{"version": "v2.31.0"}')
+    a = api(server)
+    assert a.read_namespaced_pod_log("p", "ns", container="coder", previous=True, tail_lines=20) == "line 1\nline 2\n"
+    assert a.read_namespaced_pod_log("p", "ns", container="coder") == "line 1\nline 2\n"
+    assert a.connect_get_namespaced_service_proxy_with_path("coder:http", "ns", "/api/v2/buildinfo") == \
+        '{"version": "v2.31.0"}'
+    assert [c["path"] for c in Recorder.calls] == [
+        "/api/v1/namespaces/ns/pods/p/log?container=coder&previous=true&tailLines=20",
+        "/api/v1/namespaces/ns/pods/p/log?container=coder",
+        "/api/v1/namespaces/ns/services/coder:http/proxy/api/v2/buildinfo",
+    ]
+
+
 def test_answers_read_like_the_library_models(server):
     Recorder.answers[("GET", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l")] = (200, {
         "metadata": {"name": "l", "resourceVersion": "42", "annotations": {"a/b": "c"},
