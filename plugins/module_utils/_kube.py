@@ -46,6 +46,8 @@ from ansible_collections.coderops.deploy.plugins.module_utils._kubeconfig import
 )
 
 RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name"
+# A container that crashed this often and runs, unready, again will crash again.
+CRASH_RESTARTS = 2
 FATAL_REASONS = frozenset((
     "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
     "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
@@ -743,6 +745,15 @@ def _pod_problems(pod):
                          "fatal": reason in FATAL_REASONS,
                          # Whose log tells why: the instance that ran before the restart.
                          "container": cs.name, "previous_log": bool(cs.restart_count)}]
+            last = cs.last_state.terminated if cs.last_state else None
+            if (state and state.running and not cs.ready and (cs.restart_count or 0) >= CRASH_RESTARTS
+                    and last and last.exit_code not in (0, None)):
+                # Running again after crashing: Coder retries its database for 30 s before it
+                # exits, so its CrashLoopBackOff windows are short and a poll can miss them.
+                return [{"pod": name, "reason": "Restarting",
+                         "message": f"{kind} {cs.name} restarted {cs.restart_count} times, last exit code"
+                                    f" {last.exit_code} ({last.reason or 'Error'})",
+                         "fatal": True, "container": cs.name, "previous_log": True}]
             if (kind == "init container" and state and state.terminated
                     and state.terminated.exit_code not in (0, None)):
                 return [{"pod": name, "reason": state.terminated.reason or "Error",

@@ -28,10 +28,10 @@ REPLICATION_USER = "replicator"
 HBA = f"""# Written by the coderops test bed.
 local   all          all                       trust
 hostssl all          {MTLS_USER}  127.0.0.1/32  cert
+hostssl all          {MTLS_USER}  {POD_SUBNET}  cert
 host    all          {MTLS_USER}  all           reject
 host    replication  {REPLICATION_USER}  127.0.0.1/32  scram-sha-256
 host    all          all          127.0.0.1/32  scram-sha-256
-hostssl all          {MTLS_USER}  {POD_SUBNET}  cert
 hostssl all          all          {POD_SUBNET}  scram-sha-256
 """
 

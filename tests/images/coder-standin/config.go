@@ -121,9 +121,16 @@ type Config struct {
 	Fail       string
 	AppName    string // PGAPPNAME for lib/pq, unless the environment sets one
 	AccessURL  string
-	Target     Target   // what may be logged
-	Secrets    []string // what must never be logged
+	Target     Target      // what may be logged
+	Secrets    []string    // what must never be logged
+	CertCopies [][2]string // v1: {mounted file, copy in V1CertDir} to make before connecting
 }
+
+// V1CertDir is where Coder v1 copies its database certificates before it connects: its chart
+// gives both containers an emptyDir there (tmp-pgcerts at /tmp/pgcerts). The copies are the
+// process's own, mode 0600, so lib/pq's key-permission rule holds whatever mode the Secret
+// volume has (the v1 chart sets no defaultMode: 0644, which lib/pq refuses for a key).
+var V1CertDir = "/tmp/pgcerts"
 
 // Target is the loggable part of the connection settings.
 type Target struct {
@@ -236,10 +243,18 @@ func loadV1(c *Config, getenv func(string) string, readFile func(string) ([]byte
 		password = string(b) // used as is: no trimming of a trailing newline
 	}
 
+	certs := map[string]string{"sslcert": getenv("DB_CERT"), "sslkey": getenv("DB_KEY"), "sslrootcert": getenv("DB_ROOT_CERT")}
+	for _, key := range []string{"sslcert", "sslkey", "sslrootcert"} {
+		if certs[key] != "" {
+			dst := V1CertDir + "/" + key
+			c.CertCopies = append(c.CertCopies, [2]string{certs[key], dst})
+			certs[key] = dst
+		}
+	}
 	kv := [][2]string{
 		{"host", t.Host}, {"port", t.Port}, {"user", t.User}, {"password", password},
 		{"dbname", t.Database}, {"sslmode", t.SSLMode},
-		{"sslcert", getenv("DB_CERT")}, {"sslkey", getenv("DB_KEY")}, {"sslrootcert", getenv("DB_ROOT_CERT")},
+		{"sslcert", certs["sslcert"]}, {"sslkey", certs["sslkey"]}, {"sslrootcert", certs["sslrootcert"]},
 		{"search_path", t.SearchPath},
 	}
 	var b strings.Builder

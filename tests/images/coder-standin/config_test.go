@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -172,10 +173,15 @@ func TestLoadV1(t *testing.T) {
 		t.Errorf("flavour/auth/known/skip = %s/%s/%d/%t", c.Flavour, c.Auth, c.Known, c.Skip)
 	}
 	want := `host=pg.example port=6543 user=coder password='it\'s a pass\\word' dbname=coder sslmode=verify-ca ` +
-		`sslcert=/etc/ssl/certs/pg/cert/tls.crt sslkey=/etc/ssl/certs/pg/key/tls.key ` +
-		`sslrootcert=/etc/ssl/certs/pg/rootcert/ca.crt search_path=coder_v1`
+		`sslcert=/tmp/pgcerts/sslcert sslkey=/tmp/pgcerts/sslkey ` +
+		`sslrootcert=/tmp/pgcerts/sslrootcert search_path=coder_v1`
 	if c.DSN != want {
 		t.Errorf("DSN\n got %s\nwant %s", c.DSN, want)
+	}
+	copies := [][2]string{{"/etc/ssl/certs/pg/cert/tls.crt", "/tmp/pgcerts/sslcert"},
+		{"/etc/ssl/certs/pg/key/tls.key", "/tmp/pgcerts/sslkey"}, {"/etc/ssl/certs/pg/rootcert/ca.crt", "/tmp/pgcerts/sslrootcert"}}
+	if fmt.Sprint(c.CertCopies) != fmt.Sprint(copies) {
+		t.Errorf("copies %v, want %v", c.CertCopies, copies)
 	}
 	if c.MaxOpen != 30 || c.MaxIdle != 2 {
 		t.Errorf("pool %d/%d, want 30/2", c.MaxOpen, c.MaxIdle)

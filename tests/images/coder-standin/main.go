@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,6 +94,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, readFil
 		return 0
 	}
 
+	if err := copyCerts(cfg.CertCopies); err != nil {
+		log.Fatal("copy the database certificates", "dir", V1CertDir, "error", err)
+		return 1
+	}
 	log.Info("connecting to postgres", fields...)
 	db, err := connect(ctx, cfg, log)
 	if err != nil {
@@ -249,4 +254,24 @@ func serveHTTP(addr string, st *state) (*http.Server, string, error) {
 	srv := &http.Server{Handler: handler(st), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, ln.Addr().String(), nil
+}
+
+// copyCerts makes the v1 copies of the mounted certificates and key: the process's own, 0600.
+func copyCerts(copies [][2]string) error {
+	for _, c := range copies {
+		data, err := os.ReadFile(c[0])
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(c[1]), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(c[1], data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chmod(c[1], 0o600); err != nil { // WriteFile keeps the mode of a file that exists
+			return err
+		}
+	}
+	return nil
 }
