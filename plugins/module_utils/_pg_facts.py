@@ -22,6 +22,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._budget import (
     check_plan,
     connection_budget,
 )
+from ansible_collections.coderops.deploy.plugins.module_utils._coder_schema import read_state
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_connection import (
     ConnectionFailure,
     build_failure,
@@ -94,7 +95,7 @@ def latency_summary(samples_ms):
     }
 
 
-def _read_facts(conn, latency_samples, timeout_ms):
+def _read_facts(conn, latency_samples, timeout_ms, search_path=None):
     with conn.cursor() as cur:
         # Bound every statement, server side, inside our read-only transaction.
         cur.execute(_MARK + "SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
@@ -112,7 +113,9 @@ def _read_facts(conn, latency_samples, timeout_ms):
             cur.execute(_PING_SQL)
             cur.fetchone()
             samples.append((time.perf_counter() - start) * 1000.0)
+        schema = read_state(cur, search_path)
     return {
+        "coder_schema": schema,
         "server_version": version,
         "server_version_num": version_num,
         "port": port,
@@ -167,7 +170,7 @@ def gather(params, register_secret=None):
     except ConnectionFailure as failure:
         return None, failure
     try:
-        facts = _read_facts(conn, samples, params["connect_timeout"] * 1000)
+        facts = _read_facts(conn, samples, params["connect_timeout"] * 1000, params.get("search_path"))
     except psycopg2.Error as exc:
         return None, failure_from_exception(exc, params, token)
     finally:

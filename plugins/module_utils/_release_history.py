@@ -68,7 +68,7 @@ def analyse(history):
     """What the history says: status, pending, deployed and last good revisions."""
     if not history:
         return {"exists": False, "status": None, "revision": None, "chart": None, "pending": False,
-                "deployed_revision": None, "last_good_revision": None}
+                "deployed_revision": None, "deployed_app_version": None, "last_good_revision": None}
     latest = history[-1]
     deployed = [r for r in history if r.get("status") == "deployed"]
     return {
@@ -78,6 +78,8 @@ def analyse(history):
         "chart": latest.get("chart"),
         "pending": latest.get("status") in PENDING_STATUSES,
         "deployed_revision": int(deployed[-1]["revision"]) if deployed else None,
+        # The Coder version running: the deployed revision's chart appVersion.
+        "deployed_app_version": (deployed[-1].get("app_version") or None) if deployed else None,
         "last_good_revision": last_good(history),
     }
 

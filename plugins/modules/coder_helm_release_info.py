@@ -117,6 +117,10 @@ release:
     deployed_revision:
       description: The newest C(deployed) revision.
       type: int
+    deployed_app_version:
+      description: The chart C(appVersion) of the newest C(deployed) revision, the Coder version it runs.
+      type: str
+      sample: 2.30.0
     last_good_revision:
       description: The newest C(deployed) or C(superseded) revision, where a rollback goes.
       type: int

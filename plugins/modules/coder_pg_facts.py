@@ -30,6 +30,12 @@ options:
       - Number of C(SELECT 1) round trips timed for RV(latency_ms). Between 1 and 100.
     type: int
     default: 5
+  search_path:
+    description:
+      - The search_path Coder's connections use (v1 C(DB_SEARCH_PATH), v2 the URL's
+        C(search_path)); RV(coder_schema) is read in its first schema. Set for the read only.
+      - Unset, the role's default search_path applies, as it does for Coder.
+    type: str
   require_primary:
     description:
       - Fail with RV(reason=standby) when the server is a standby (C(pg_is_in_recovery()) is true).
@@ -94,6 +100,33 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+coder_schema:
+  description:
+    - Coder's schema state as a running Coder reads it, in the first schema of O(search_path).
+  returned: success
+  type: dict
+  contains:
+    schema:
+      description: The schema read (C(current_schema())).
+      type: str
+      sample: public
+    generation:
+      description:
+        - Whose migration table the schema holds; V(none) for a database Coder never used, V(v2)
+          for C(schema_migrations), V(v1) for Coder v1's C(migration_cursor), V(both) for both.
+      type: str
+      sample: v2
+    version:
+      description: The v2 migration version (C(schema_migrations.version)); V(null) without it.
+      type: int
+      sample: 342
+    dirty:
+      description: Whether the v2 migration table says a migration stopped halfway.
+      type: bool
+      sample: false
+    v1_cursor:
+      description: Every row of C(migration_cursor) as JSON text (compared as a whole); V(null) without it.
+      type: str
 changed:
   description: Always V(false); the module never writes.
   returned: always
@@ -288,6 +321,7 @@ def main():
     argument_spec.update(
         latency_samples={"type": "int", "default": 5},
         require_primary={"type": "bool", "default": True},
+        search_path={"type": "str"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 

@@ -284,7 +284,9 @@ def _pod_netns() -> list[str]:
             namespaces = json.loads(info)["Spec"]["linux"]["namespaces"]
         except (ValueError, KeyError, TypeError):
             continue
-        paths.update(n["path"] for n in namespaces if n.get("type") == "network" and n.get("path"))
+        # The sandbox's own (a pinned file); the containers in the pod join it by /proc/<pid>/ns/net.
+        paths.update(n["path"] for n in namespaces if n.get("type") == "network"
+                     and str(n.get("path", "")).startswith(("/var/run/netns/", "/run/netns/")))
     return sorted(paths)
 
 

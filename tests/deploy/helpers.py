@@ -311,3 +311,14 @@ def namespace_hits(binary, ns, needles, skip_data=("coder-db-password",)):
     if found := find(json.dumps(dump), needles):
         hits["namespace objects"] = found
     return NamespaceScan(hits, len(dump["items"]), skipped)
+
+
+def pg_superuser(database="postgres"):
+    """A superuser connection to server `main` over its Unix socket (autocommit), for what the
+    tests set up and check in the database: databases of their own, Coder's tables, activity."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=ENV["CODER_TEST_PG_MAIN_SOCKET_DIR"], port=ENV["CODER_TEST_PG_MAIN_PORT"],
+                            user="postgres", dbname=database)
+    conn.autocommit = True
+    return conn

@@ -21,10 +21,9 @@ import ipaddress
 import json
 import uuid
 
-import psycopg2
 import pytest
 from conftest import HELMS, delete_namespace, new_namespace
-from helpers import ENV, REPO, history, kubectl, kubectl_json, playbook, wait_for
+from helpers import ENV, REPO, history, kubectl, kubectl_json, pg_superuser, playbook, wait_for
 from leak_scan import make_canary
 
 pytestmark = pytest.mark.skipif(not ENV.get("CODER_TEST_REAL_NODE"),
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.skipif(not ENV.get("CODER_TEST_REAL_NODE"),
 
 NODE = ENV.get("CODER_TEST_REAL_NODE")
 POD_DB_HOST = ENV.get("CODER_TEST_POD_DB_HOST")
-MAIN_PORT = ENV["CODER_TEST_PG_MAIN_PORT"]
 MTLS_USER = ENV["CODER_TEST_PG_MAIN_MTLS_USER"]
 V2 = {"coder_chart_generation": "v2", "coder_chart_ref": str(REPO / "tests" / "charts" / "coder-v2")}
 MTLS = {"coder_db_user": MTLS_USER, "coder_db_password": "",
@@ -41,16 +39,8 @@ MTLS = {"coder_db_user": MTLS_USER, "coder_db_password": "",
 NO_CA = {"coder_db_ssl_mode": "require", "coder_db_ssl_ca_file": ""}
 
 
-def _superuser():
-    conn = psycopg2.connect(host=ENV["CODER_TEST_PG_MAIN_SOCKET_DIR"], port=MAIN_PORT, user="postgres",
-                            dbname="postgres")
-    conn.autocommit = True
-    return conn
-
-
 def _query(database, sql, args=()):
-    conn = psycopg2.connect(host=ENV["CODER_TEST_PG_MAIN_SOCKET_DIR"], port=MAIN_PORT, user="postgres",
-                            dbname=database)
+    conn = pg_superuser(database)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
@@ -69,7 +59,7 @@ class Place:
             kubectl("annotate", "namespace", self.namespace, f"{key}={value}")
         self.database = f"coderops_real_{uuid.uuid4().hex[:8]}"
         self.role = self.password = None
-        conn = _superuser()
+        conn = pg_superuser()
         with conn.cursor() as cur:
             if password_role:
                 self.role, self.password = f"coderops_real_{uuid.uuid4().hex[:8]}", make_canary()
@@ -86,7 +76,7 @@ class Place:
 
     def remove(self):
         delete_namespace(self.namespace)
-        conn = _superuser()
+        conn = pg_superuser()
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
             if self.role:

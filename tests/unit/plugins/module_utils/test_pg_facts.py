@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 from ansible_collections.coderops.deploy.plugins.module_utils import _pg_facts as facts_mod
+from ansible_collections.coderops.deploy.plugins.module_utils._coder_schema import read_state
 from ansible_collections.coderops.deploy.plugins.module_utils._pg_connection import (
     ConnectionFailure,
 )
@@ -51,6 +52,7 @@ def fake_conn_and_log(version_num=150014, reserved=None, in_recovery=False, ssl=
         "pg_stat_activity": (total, mine),
         "pg_stat_ssl": (ssl, "TLSv1.3" if ssl else None, "TLS_AES_256_GCM_SHA384" if ssl else None,
                         256 if ssl else None, False),
+        "current_schema()": ("public", False, False),
         "SELECT 1": (1,),
     }
     conn = mock.Mock()
@@ -87,7 +89,7 @@ def test_facts_are_read_and_connection_closed():
     assert facts["budget"]["available"] == 87
     conn.rollback.assert_called_once()
     conn.close.assert_called_once()
-    assert sum("SELECT 1" in s for s in log) == 5
+    assert sum(s.endswith("SELECT 1") for s in log) == 5  # the latency samples
     assert all(s.startswith("/* coderops.deploy.coder_pg_facts */") for s in log)
 
 
@@ -166,3 +168,21 @@ def test_budget_counts_extra_connections_per_replica():
     assert failure is None
     assert facts["budget"]["needed_peak"] == 30
     assert facts["budget"]["inputs"]["extra_connections_per_replica"] == 5
+
+
+@pytest.mark.parametrize("tables,rows,want", [
+    ((False, False), {}, {"generation": "none", "version": None, "dirty": False, "v1_cursor": None}),
+    ((True, False), {"FROM schema_migrations": (342, True)},
+     {"generation": "v2", "version": 342, "dirty": True, "v1_cursor": None}),
+    ((False, True), {"FROM migration_cursor": ('[{"id": 1, "version": 3}]',)},
+     {"generation": "v1", "version": None, "dirty": False, "v1_cursor": '[{"id": 1, "version": 3}]'}),
+    ((True, True), {"FROM schema_migrations": (5, False), "FROM migration_cursor": ("[]",)},
+     {"generation": "both", "version": 5, "dirty": False, "v1_cursor": "[]"}),
+])
+def test_coder_schema_state(tables, rows, want):
+    log = []
+    cur = FakeCursor({"set_config": ("coder_v2",), "current_schema()": ("coder_v2", *tables), **rows}, log)
+    state = read_state(cur, "coder_v2, public")
+    assert state == {"schema": "coder_v2", **want}
+    assert "set_config('search_path'" in log[0]
+    assert len(log) == 2 + len(rows)
