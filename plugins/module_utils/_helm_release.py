@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 import time
 
+from ansible_collections.coderops.deploy.plugins.module_utils import _health_gate as health_gate
 from ansible_collections.coderops.deploy.plugins.module_utils._helm_cli import (
     Helm,
     HelmError,
@@ -66,6 +67,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._release_history i
     canonical,
     dump,
     is_good,
+    last_good,
     needs_force,
     revision_entry,
     short_history,
@@ -343,9 +345,33 @@ class ReleaseManager(Watcher):
             remove_values_file(directory)
         self.result["changed"] = True
         if outcome["ok"]:
-            self._finish_ok(self._history_after_change(), operation)
-            return
+            history = self._history_after_change()
+            gate = self._health_gate(history, label)
+            if gate is None or gate["ok"]:
+                self._finish_ok(history, operation)
+                return
+            # A failed gate is a failed upgrade: the same rollback, the same summary.
+            outcome = dict(outcome, ok=False, stopped={"cause": "health_gate", "detail": gate["error"]},
+                           helm_error="none: helm said the release is ready",
+                           error=f"Coder's health check failed: {gate['error']}")
         self._handle_failure(operation, target, wanted_chart, outcome, had_good=st["last_good_revision"])
+
+    def _health_gate(self, history, label, restored=False):
+        """Coder's own answer through the service proxy (None when no health_check_service):
+        healthy at the newest revision's version, its chart appVersion (health_check_version
+        instead for what this run deployed; a rollback brings back what the old revision ran)."""
+        p = self.p
+        if not p.get("health_check_service"):
+            return None
+        entry = revision_entry(history, analyse(history)["revision"]) or {}
+        version = (None if restored else p.get("health_check_version")) or entry.get("app_version")
+        self._say(f"{label}: asking Coder at {p['health_check_service']} for /healthz and version {version}")
+        gate = health_gate.check(self.kube.core, p["namespace"], p["health_check_service"], version,
+                                 p["health_check_timeout"], cancel=self.cancel)
+        self.result["health"] = gate
+        self._say(f"{label}: health check {'passed' if gate['ok'] else 'FAILED'} after {gate['elapsed_s']} s"
+                  + ("" if gate["ok"] else f" ({gate['error']})"))
+        return gate
 
     def _finish_ok(self, history, operation):
         st = analyse(history)
@@ -408,7 +434,8 @@ class ReleaseManager(Watcher):
         new_rev = st["revision"] if st["revision"] and st["revision"] >= target else None
         report, events, hook_jobs = self._diagnostics(outcome, new_rev)
         cancelled = outcome["stopped"] and outcome["stopped"]["cause"] == "cancelled"
-        good = st["last_good_revision"]
+        # Never this run's own revision: helm may call it deployed when only the health gate failed.
+        good = last_good([r for r in history if int(r["revision"]) < target])
         rollback_error = None
         rolled_back_to = None
         removed = False
@@ -423,6 +450,10 @@ class ReleaseManager(Watcher):
                 rb = self._rollback_to(good, self._history_after_change(), cancelled)
             if rb["ok"]:
                 rolled_back_to = good
+                health = self._health_gate(self._history_after_change(),
+                                           f"rollback of {p['name']} to revision {good}", restored=True)
+                if health is not None:
+                    self.result["health_after_rollback"] = health
             else:
                 rollback_error = rb["error"]
         elif not st["exists"]:
@@ -451,6 +482,7 @@ class ReleaseManager(Watcher):
             "pods": (report or {}).get("problems", []),
             "pods_ready": f"{(report or {}).get('ready', 0)}/{(report or {}).get('desired', 0)}",
             "events": events, "hook_jobs": hook_jobs, "api_server": api,
+            "health_after_rollback": self.result.get("health_after_rollback"),
         }
         summary = failure_summary(self._label(), p["name"], p["namespace"], operation, target,
                                   wanted_chart, failure, fst, good)
@@ -571,6 +603,15 @@ class ReleaseManager(Watcher):
                           f"The release is at revision {fst['revision']} ({fst['status']}).",
                           reason=cause(outcome),
                           history=short_history(final), revision=fst["revision"], status=fst["status"])
+        gate = self._health_gate(final, f"rollback of {p['name']} to revision {wanted}", restored=True)
+        if gate is not None and not gate["ok"]:
+            fst = analyse(final)
+            raise Failure(f"{self._label()}: rolled back to revision {wanted}, but Coder's health check"
+                          f" failed: {gate['error']}. The release is at revision {fst['revision']}"
+                          f" ({fst['status']}); if Coder's schema is newer than this version knows,"
+                          f" restore the database backup taken before the upgrade (docs/deploy.md).",
+                          reason="health_gate", history=short_history(final), revision=fst["revision"],
+                          status=fst["status"], health=gate)
         self._finish_ok(final, "rollback")
 
 

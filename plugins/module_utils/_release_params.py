@@ -44,6 +44,9 @@ _RELEASE_SPEC = {
     "lock": {"type": "bool", "default": True},
     "lock_ttl": {"type": "int", "default": 60},
     "cleanup_failed_hooks": {"type": "bool", "default": True},
+    "health_check_service": {"type": "str"},
+    "health_check_version": {"type": "str"},
+    "health_check_timeout": {"type": "int", "default": 120},
 }
 
 
@@ -81,6 +84,7 @@ def check_params(params):
     _range("progress_interval", 1, MAX_PROGRESS_INTERVAL)
     _range("history_max", 0, 1000)
     _range("lock_ttl", 15, 3600)
+    _range("health_check_timeout", 1, 3600)
     state = params.get("state", "present")
     if state == "present":
         if not (params.get("chart_ref") or "").strip():

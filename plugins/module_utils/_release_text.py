@@ -155,6 +155,9 @@ def failure_summary(label, name, namespace, operation, target, wanted_chart, f, 
                      f" timeout of {f['timeout']} s.")
     elif f["cause"] == "cancelled":
         lines.append(f"cause: the run was cancelled ({f['stopped']}); helm was stopped.")
+    elif f["cause"] == "health_gate":
+        lines.append(f"cause: helm said the release is ready, but Coder's health check (through the API"
+                     f" server's service proxy) failed: {f['stopped']}.")
     elif f["cause"] == "timeout":
         lines.append(f"cause: the release was not ready within the timeout of {f['timeout']} s.")
     if f.get("api_server"):
@@ -167,5 +170,12 @@ def failure_summary(label, name, namespace, operation, target, wanted_chart, f, 
     for job in f["hook_jobs"]:
         lines.append(f"hook Job {job['job']}: {job['reason']} {job['message']}".rstrip())
     lines.append("recent events: " + (format_events(f["events"]) if f["events"] else "none"))
+    health = f.get("health_after_rollback")
+    if health:
+        lines.append(f"after the rollback Coder answers {health['version']} at {health['service']}"
+                     if health["ok"] else
+                     f"after the rollback Coder is NOT healthy ({health['error']}): if the failed"
+                     f" version migrated the database, restore the backup taken before the upgrade"
+                     f" (docs/deploy.md).")
     lines.append(_ending(name, namespace, f, fst, good))
     return "\n".join(lines)

@@ -169,6 +169,26 @@ options:
       - Delete failed hook Jobs of failed revisions before installing or upgrading.
     type: bool
     default: true
+  health_check_service:
+    description:
+      - The health gate. Once helm says the release is ready (install, upgrade, rollback), ask
+        Coder itself through the API server's service proxy, C(<service>:<port>) such as
+        V(coder:80) (v2 chart) or V(coderd:80) (v1 chart). C(/healthz) must answer and
+        C(/api/v2/buildinfo) must report the expected version within O(health_check_timeout).
+      - A failed gate is a failed install or upgrade (RV(reason=health_gate)), rolled back like
+        one. Unset, there is no gate.
+    type: str
+  health_check_version:
+    description:
+      - The Coder version C(/api/v2/buildinfo) must report after an install or upgrade, with or
+        without the leading V(v). Default the new revision's chart C(appVersion); set it when the
+        values set another image tag. After a rollback the old revision's C(appVersion) counts.
+    type: str
+  health_check_timeout:
+    description:
+      - Seconds the health gate waits for Coder to answer at the expected version. 1 to 3600.
+    type: int
+    default: 120
 notes:
   - "Why not M(kubernetes.core.helm): it sits out the whole timeout while pods crash loop, rolls
     back only through C(--atomic) (helm's choice, no way to keep a failed first install), does
@@ -246,6 +266,36 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+health:
+  description:
+    - The health gate's last answer (with O(health_check_service)) after the install, upgrade
+      or rollback this run made.
+  returned: when the gate ran
+  type: dict
+  contains:
+    ok:
+      description: Whether Coder answered at the expected version in time.
+      type: bool
+    service:
+      description: The Service asked, as given.
+      type: str
+    expected_version:
+      description: The version wanted, C(v) first, as buildinfo writes it.
+      type: str
+      sample: v2.31.0
+    version:
+      description: The version C(/api/v2/buildinfo) last reported; V(null) when it did not answer.
+      type: str
+    error:
+      description: Why the gate did not pass; V(null) when it passed.
+      type: str
+    elapsed_s:
+      description: Seconds the gate took.
+      type: float
+health_after_rollback:
+  description: The health gate's answer after the automatic rollback of a failed install or upgrade.
+  returned: when a failed upgrade was rolled back with O(health_check_service) set
+  type: dict
 operation:
   description: What ran - V(install), V(upgrade), V(rollback), V(uninstall), V(recover) (check mode) or V(none).
   returned: success, and failures after the release was read
@@ -325,8 +375,9 @@ failure:
       type: int
     cause:
       description:
-        - V(fail_fast), V(timeout), V(hook_failed), V(immutable_field), V(rejected), V(cancelled),
-          V(in_progress), V(api_unreachable) (helm could not reach the API server) or V(helm_error).
+        - V(fail_fast), V(timeout), V(health_gate) (helm said ready, Coder did not answer at the
+          version), V(hook_failed), V(immutable_field), V(rejected), V(cancelled), V(in_progress),
+          V(api_unreachable) (helm could not reach the API server) or V(helm_error).
       type: str
     helm_error:
       description: What helm said (without helm 4's log lines, shortened).
@@ -368,6 +419,7 @@ reason:
   description:
     - Why the run failed; RV(failure.cause) for a failed operation, else V(invalid_options),
       V(pending), V(in_progress), V(recovery_failed), V(no_good_revision), V(absent),
+      V(health_gate) (after a rollback of O(state=rolled_back)),
       V(api_unreachable) (the API server went away and did not come back in time) or V(error).
   returned: failure
   type: str

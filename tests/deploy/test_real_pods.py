@@ -69,7 +69,7 @@ class Place:
         conn.close()
 
     def vars(self):
-        extra = {"coder_db_host": POD_DB_HOST, "coder_db_name": self.database}
+        extra = {"coder_db_host": POD_DB_HOST, "coder_db_name": self.database, "coder_health_check": True}
         if self.role:
             extra.update(coder_db_user=self.role, coder_db_password=self.password)
         return extra
@@ -166,8 +166,9 @@ def test_pods_log_in_and_migrate_for_real(case, binary, place):
     res = playbook("deploy_coder", binary, p.namespace, {**extra, **p.vars()}, tag=f"real-{case}-{binary}")
     assert res.rc == 0, res.output[-4000:]
     generation = extra.get("coder_chart_generation", "v1")
-    check_running_for_real(p, generation, "2.31.0" if generation == "v2" else "1.44.0",
-                           replicas=extra.get("coder_replicas", 1))
+    version = "2.31.0" if generation == "v2" else "1.44.0"
+    assert "health check passed" in res.output, res.output[-4000:]
+    check_running_for_real(p, generation, version, replicas=extra.get("coder_replicas", 1))
     if p.password:
         assert p.password not in res.output
 
@@ -194,4 +195,27 @@ def test_a_wrong_password_fails_fast_quotes_the_log_and_rolls_back_to_pods_that_
     assert "Rollback to 1" in revisions[-1]["description"], revisions
     wait_for(lambda: len(coder_pods(p.namespace)) == 1 and all(ready(q) for q in coder_pods(p.namespace)),
              timeout=60, what="the rolled back pod Ready")
+    check_running_for_real(p, "v2", "2.31.0")
+
+
+@pytest.mark.parametrize("binary", HELMS)
+def test_the_health_gate_fails_an_upgrade_coder_does_not_confirm(binary, place):
+    # helm says ready, but Coder reports another version than the one asked for: a failed upgrade,
+    # rolled back, and the gate then confirms the old revision.
+    p = place()
+    base = {**V2, **p.vars()}
+    res = playbook("deploy_coder", binary, p.namespace, base, tag=f"real-gate-install-{binary}")
+    assert res.rc == 0, res.output[-4000:]
+    res = playbook("deploy_coder", binary, p.namespace,
+                   {**base, "coder_replicas": 2, "coder_health_check_version": "9.9.9",
+                    "coder_health_check_timeout": 6}, tag=f"real-gate-upgrade-{binary}")
+    assert res.rc != 0
+    assert "FAILED (health_gate)" in res.output, res.output[-4000:]
+    assert "/api/v2/buildinfo reports v2.31.0, not v9.9.9" in res.output
+    assert "after the rollback Coder answers v2.31.0 at coder:80" in res.output, res.output[-4000:]
+    revisions = history(binary, p.namespace)
+    # helm itself saw revision 2 succeed (superseded now); revision 3 is the rollback to 1.
+    assert [r["status"] for r in revisions] == ["superseded", "superseded", "deployed"], revisions
+    assert "Rollback to 1" in revisions[-1]["description"], revisions
+    wait_for(lambda: len(coder_pods(p.namespace)) == 1, timeout=60, what="the surge pod gone")
     check_running_for_real(p, "v2", "2.31.0")

@@ -84,6 +84,21 @@ def _machine_state() -> dict:
     }
 
 
+POD = """{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "default"},
+ "spec": {"nodeSelector": {"type": "real"},
+          "tolerations": [{"key": "coderops.test/node", "operator": "Equal", "value": "real", "effect": "NoSchedule"}],
+          "containers": [{"name": "pause", "image": "registry.coderops.test/pause:3.10"}]}}"""
+
+
+def _run_pod(state: Path) -> None:
+    env = dict(os.environ, KUBECONFIG=str(state / "kubeconfig"))
+    kubectl = str(state / "bin" / "kubectl")
+    subprocess.run([kubectl, "apply", "-f", "-"], input=POD, text=True, env=env, check=True, capture_output=True)
+    wait = subprocess.run([kubectl, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"],
+                          text=True, env=env, capture_output=True, check=False)
+    assert wait.returncode == 0, wait.stdout + wait.stderr
+
+
 def test_up_twice_then_down_leaves_nothing():
     # Not under pytest's tmp_path: that is private to root, and PostgreSQL runs as another user.
     base = Path(tempfile.mkdtemp(prefix="coderops-bed-"))
@@ -102,7 +117,10 @@ def test_up_twice_then_down_leaves_nothing():
         assert f"https://127.0.0.1:{PORT_BASE + 13}" in status.stdout
         if os.environ.get("CODER_TESTBED_NODE", "real") == "real":
             assert f"real node   running  real-node-{PORT_BASE}" in status.stdout, status.stdout
+            # A pod on the real node, so that down has a sandbox, its netns and its cgroups to undo.
+            _run_pod(state)
             during = _machine_state()
+            assert len(during["netns"] or []) > len(before["netns"] or []), "the pod has no network namespace"
             assert f"crb{PORT_BASE}" in during["links"], "the real node's bridge is missing while up"
             assert during["cgroups"] != before["cgroups"], "the real node made no cgroup root"
     finally:
