@@ -440,7 +440,10 @@ class ReleaseManager(Watcher):
         rolled_back_to = None
         removed = False
         again = None
-        if good:
+        left = bool(good) and not p.get("rollback", True)
+        if left:
+            pass  # rollback: false - the caller puts the database back first, then rolls back
+        elif good:
             rb = self._rollback_to(good, history, cancelled)
             again = not rb["ok"] and not cancelled and self._api_trouble(rb)
             if again and again["back"]:
@@ -483,6 +486,7 @@ class ReleaseManager(Watcher):
             "pods_ready": f"{(report or {}).get('ready', 0)}/{(report or {}).get('desired', 0)}",
             "events": events, "hook_jobs": hook_jobs, "api_server": api,
             "health_after_rollback": self.result.get("health_after_rollback"),
+            "rollback_left": left, "last_good_revision": good,
         }
         summary = failure_summary(self._label(), p["name"], p["namespace"], operation, target,
                                   wanted_chart, failure, fst, good)

@@ -44,6 +44,7 @@ _RELEASE_SPEC = {
     "lock": {"type": "bool", "default": True},
     "lock_ttl": {"type": "int", "default": 60},
     "cleanup_failed_hooks": {"type": "bool", "default": True},
+    "rollback": {"type": "bool", "default": True},
     "health_check_service": {"type": "str"},
     "health_check_version": {"type": "str"},
     "health_check_timeout": {"type": "int", "default": 120},

@@ -128,6 +128,10 @@ def _ending(name, namespace, f, fst, good):
         return (f"rolled back to revision {f['rolled_back_to']}, the last good one: the"
                 f" release is now revision {fst['revision']} ({fst['status']}), with the"
                 f" chart and values of revision {f['rolled_back_to']}.")
+    if f.get("rollback_left") and good:
+        return (f"not rolled back (rollback: false): the release stays at revision {fst['revision']}"
+                f" ({fst['status']}); revision {good} is the last good one, for the caller to"
+                f" roll back to once the database is as that revision needs it.")
     if f["rollback_error"] and good:
         return (f"ROLLBACK FAILED as well: the rollback to revision {good} said:"
                 f" {f['rollback_error']}. The release is at revision {fst['revision']}"

@@ -169,6 +169,13 @@ options:
       - Delete failed hook Jobs of failed revisions before installing or upgrading.
     type: bool
     default: true
+  rollback:
+    description:
+      - Roll a failed upgrade back to the last good revision. V(false) leaves the failed revision
+        in place and returns RV(failure.last_good_revision), for a caller that must first put the
+        database back (Coder's migrations only go forward; the helm_release role does this).
+    type: bool
+    default: true
   health_check_service:
     description:
       - The health gate. Once helm says the release is ready (install, upgrade, rollback), ask
@@ -382,6 +389,12 @@ failure:
     helm_error:
       description: What helm said (without helm 4's log lines, shortened).
       type: str
+    last_good_revision:
+      description: The revision a rollback goes to (V(null) for a first install).
+      type: int
+    rollback_left:
+      description: Whether the failed revision was left in place (O(rollback=false)).
+      type: bool
     rollback_error:
       description:
         - What the rollback (or the uninstall of a failed first install) said when it failed too.

@@ -1,0 +1,93 @@
+# Copyright (c) 2026, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""Backups of Coder's database for coder_db_backup: names, retention, the pg_dump version rule,
+the libpq environment and the restore script. No processes here (the module runs them).
+
+Why the restore drops what the Coder user owns first: `pg_restore --clean --if-exists` drops
+only the objects the archive holds, so the tables a newer Coder's migrations added would stay,
+and the older Coder would find a schema it does not know. `DROP OWNED BY CURRENT_USER` and the
+archive's SQL run in one transaction (psql --single-transaction): all or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
+
+SUFFIX = ".dump"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PG_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+RESTORE_PREAMBLE = ("-- coderops.deploy: what Coder made, dropped first (pg_restore --clean drops only what"
+                    " the archive holds)\nDROP OWNED BY CURRENT_USER;\n")
+
+
+def file_name(name, revision, now=None):
+    """`<release>-r<revision>-<UTC time>.dump`: sorts by time within a release."""
+    if not _NAME.match(name or ""):
+        raise InputError("name", f"name {name!r} must be letters, digits, '.', '_' or '-' (it names the file)")
+    utc = datetime.timezone.utc  # noqa: UP017 (datetime.UTC is Python 3.11+; modules run on older ones)
+    stamp = (now or datetime.datetime.now(utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{name}-r{int(revision)}-{stamp}{SUFFIX}"
+
+
+def backups(directory, name):
+    """This release's backups in `directory`, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    pattern = re.compile(rf"^{re.escape(name)}-r\d+-\d{{8}}T\d{{6}}Z{re.escape(SUFFIX)}$")
+    found = [f for f in os.listdir(directory) if pattern.match(f)]
+    return [os.path.join(directory, f) for f in sorted(found, key=lambda f: f.rsplit("-", 1)[1])]
+
+
+def to_remove(directory, name, keep):
+    """The backups beyond the newest `keep` (0 keeps all)."""
+    files = backups(directory, name)
+    return files[:-keep] if keep and len(files) > keep else []
+
+
+def client_major(version_text):
+    """The major version in `pg_dump --version`'s answer ('pg_dump (PostgreSQL) 15.18 ...')."""
+    match = _PG_VERSION.search(version_text or "")
+    if not match:
+        raise InputError("pg_dump", f"cannot read a PostgreSQL version in {version_text.strip()!r}")
+    return int(match.group(1))
+
+
+def check_client(tool, version_text, server_version_num):
+    """pg_dump (or pg_restore) must be at least the server's major version: an older one refuses
+    a newer server, or dumps what it does not know."""
+    client = client_major(version_text)
+    server = int(server_version_num) // 10000
+    if client < server:
+        raise InputError(f"{tool}_path", f"{tool} is PostgreSQL {client}, older than the server's {server}: it cannot"
+                                         f" back up or restore that server faithfully. Install the PostgreSQL"
+                                         f" {server} client tools (or newer) and point {tool}_path at them")
+    return client
+
+
+def libpq_env(params, passfile=None):
+    """The PG* variables for pg_dump, pg_restore and psql: everything but the password, which goes
+    in a password file only this process can read (PGPASSFILE)."""
+    env = {"PGHOST": params.get("login_host"), "PGPORT": params.get("login_port"),
+           "PGUSER": params.get("login_user"), "PGDATABASE": params.get("login_db"),
+           "PGSSLMODE": params.get("ssl_mode"), "PGSSLROOTCERT": params.get("ca_cert"),
+           "PGSSLCERT": params.get("ssl_cert"), "PGSSLKEY": params.get("ssl_key"),
+           "PGCONNECT_TIMEOUT": params.get("connect_timeout"), "PGPASSFILE": passfile,
+           "PGAPPNAME": "coderops.deploy"}
+    return {k: str(v) for k, v in env.items() if v not in (None, "")}
+
+
+def passfile_line(password):
+    """A .pgpass line for any host, port, database and user: ':' and '\\' escaped."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    if "\n" in password or "\r" in password:
+        raise InputError("login_password", "login_password holds a line break, which a password file cannot carry")
+    return f"*:*:*:*:{escaped}\n"

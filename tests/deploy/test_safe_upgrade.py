@@ -1,0 +1,121 @@
+# Copyright (c) 2026, coderops maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Upgrades that respect Coder's database (issue 15), on the real node: Coder 2.30.0 (the stand-in,
+which knows 4 migrations) upgraded to 2.31.0 (5 migrations) whose pods fail.
+
+- after-migrate: the new pods migrate to 5 and exit. The run backs the database up first, then
+  scales Coder to zero, restores the backup, checks the schema is the recorded one and rolls
+  back: a row written before the upgrade is there, 2.31's table is gone, 2.30 is Ready and says
+  so at /api/v2/buildinfo.
+- the same with coder_backup: false: nothing is rolled back onto the newer schema; the release
+  stays on the failed revision and the message gives the steps.
+- before-migrate: the schema did not change, so a plain rollback, no restore.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import HELMS
+from helpers import ENV, history, playbook, wait_for
+from realnode import SKIP, V2, check_running_for_real, coder_pods, places, query, ready
+
+pytestmark = SKIP
+CHART = Path(V2["coder_chart_ref"])
+
+
+@pytest.fixture
+def place():
+    make, made = places()
+    yield make
+    for p in made:
+        p.remove()
+
+
+@pytest.fixture
+def older_chart():
+    """The stand-in v2 chart as 2.30.0 (its image: the stand-in playing 2.30.0)."""
+    with tempfile.TemporaryDirectory(prefix="coderops-it-older-") as tmp:
+        subprocess.run(["helm3", "package", str(CHART), "--version", "2.30.0", "--app-version", "2.30.0", "-d", tmp],
+                       env=ENV, check=True, capture_output=True)
+        yield f"{tmp}/coder-2.30.0.tgz"
+
+
+def install_older(binary, p, older_chart, backups):
+    base = {**V2, **p.vars(), "coder_chart_ref": older_chart, "coder_backup_dir": str(backups),
+            "helm_release_fail_fast_grace": 5}
+    res = playbook("deploy_coder", binary, p.namespace, base, tag=f"safe-install-{binary}-{p.namespace}")
+    assert res.rc == 0, res.output[-4000:]
+    check_running_for_real(p, "v2", "2.30.0")
+    assert query(p.database, "SELECT version, dirty FROM schema_migrations") == [(4, False)]
+    query(p.database, "SET ROLE coder; CREATE TABLE before_upgrade (note text);"
+                      " INSERT INTO before_upgrade VALUES ('written by 2.30'); SELECT 1")
+    return base
+
+
+def upgrade(binary, p, base, fail, **extra):
+    newer = {**base, "coder_chart_ref": str(CHART),
+             "coder_extra_envs": [{"name": "STANDIN_FAIL", "value": fail}], **extra}
+    return playbook("deploy_coder", binary, p.namespace, newer, tag=f"safe-upgrade-{fail}-{binary}-{p.namespace}")
+
+
+def back_on_2_30(binary, p):
+    revisions = history(binary, p.namespace)
+    assert [r["status"] for r in revisions] == ["superseded", "failed", "deployed"], revisions
+    assert "Rollback to 1" in revisions[-1]["description"], revisions
+    wait_for(lambda: len(coder_pods(p.namespace)) == 1 and all(ready(q) for q in coder_pods(p.namespace)),
+             timeout=90, what="the 2.30 pod Ready")
+    check_running_for_real(p, "v2", "2.30.0")
+
+
+@pytest.mark.parametrize("binary", HELMS)
+def test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back(binary, place, older_chart, tmp_path):
+    p = place()
+    backups = tmp_path / "backups"
+    base = install_older(binary, p, older_chart, backups)
+    res = upgrade(binary, p, base, "after-migrate")
+    assert res.rc != 0
+    out = res.output
+    assert "FAILED (fail_fast)" in out and "STANDIN_FAIL=after-migrate" in out, out[-5000:]
+    assert "backed up" in out and "restored " in out, out[-5000:]
+    assert "so Coder was scaled to zero and the database restored from" in out, out[-5000:]
+    back_on_2_30(binary, p)
+    # The database is as 2.30 left it: its row, not 2.31's table, schema version 4.
+    assert query(p.database, "SELECT note FROM before_upgrade") == [("written by 2.30",)]
+    assert query(p.database, "SELECT to_regclass('standin_audit_logs') IS NULL") == [(True,)]
+    assert query(p.database, "SELECT version, dirty FROM schema_migrations") == [(4, False)]
+    # One backup file, 0600 in a 0700 directory.
+    files = list(backups.iterdir())
+    assert len(files) == 1 and files[0].name.startswith("coder-r1-") and files[0].suffix == ".dump", files
+    assert stat.S_IMODE(os.stat(backups).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(files[0]).st_mode) == 0o600
+    assert p.password is None or p.password not in out
+
+
+def test_without_a_backup_the_release_is_left_with_the_steps(place, older_chart, tmp_path):
+    p = place()
+    base = install_older("helm3", p, older_chart, tmp_path / "backups")
+    res = upgrade("helm3", p, base, "after-migrate", coder_backup=False)
+    assert res.rc != 0
+    out = res.output
+    assert "coder_backup is false" in out and "was NOT rolled back" in out, out[-5000:]
+    assert "restore your snapshot" in out and "coder_rollback_revision: 1" in out, out[-5000:]
+    assert [r["status"] for r in history("helm3", p.namespace)] == ["deployed", "failed"]  # left as it failed
+    assert query(p.database, "SELECT version FROM schema_migrations") == [(5,)]
+
+
+def test_a_failure_before_migrating_is_a_plain_rollback(place, older_chart, tmp_path):
+    p = place()
+    base = install_older("helm3", p, older_chart, tmp_path / "backups")
+    res = upgrade("helm3", p, base, "before-migrate")
+    assert res.rc != 0
+    out = res.output
+    assert "had not changed the database schema, so the release was rolled back to revision 1" in out, out[-5000:]
+    assert "restored " not in out
+    back_on_2_30("helm3", p)
