@@ -18,9 +18,9 @@ description:
     the archive holds and would leave the tables a newer Coder's migrations added. So the login
     user must be the one Coder runs as and owns its tables with.
   - The password reaches C(pg_dump), C(pg_restore)'s SQL and C(psql) in a password file that is
-    an anonymous in-memory file (memfd) of mode 0600, passed by file descriptor: never on a command
+    an anonymous in-memory file (memfd) of mode 0600, passed by file descriptor, never on a command
     line, in the environment or on disk.
-  - Why not M(community.postgresql.postgresql_db) with C(state=dump)/C(restore): it passes the
+  - Why not M(community.postgresql.postgresql_db) with C(state=dump)/C(restore) - it passes the
     password in the environment (C(PGPASSWORD)), does not check C(pg_dump)'s version against the
     server, and restores without dropping what the archive does not hold.
 author:
@@ -87,6 +87,12 @@ attributes:
   diff_mode:
     support: none
     details: A database dump has no diff to show.
+  idempotent:
+    support: none
+    details:
+      - Each O(state=backup) writes a new file (that is its point, before each upgrade), and each
+        O(state=restore) replays the backup. The roles run it only before an upgrade that changes
+        Coder's version, and after such an upgrade failed.
 notes:
   - Restoring holds the archive's SQL in memory once (C(pg_restore -f -) into C(psql)'s input).
 seealso:

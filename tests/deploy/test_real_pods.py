@@ -63,6 +63,11 @@ def test_pods_log_in_and_migrate_for_real(case, binary, place):
         assert p.password not in res.output
 
 
+@pytest.mark.reliability(
+    section="Faults", case="wrong password in the Secret ({binary}, real pods)",
+    done="upgrade whose URL Secret holds a wrong password (preflight's database check off)",
+    expected="FAILED (fail_fast) quoting the stand-in's 'password authentication failed' log line, the"
+             " password nowhere in the output; rolled back to revision 1 whose pod is Ready and connected")
 @pytest.mark.parametrize("binary", HELMS)
 def test_a_wrong_password_fails_fast_quotes_the_log_and_rolls_back_to_pods_that_run(binary, place):
     p = place()
@@ -88,6 +93,11 @@ def test_a_wrong_password_fails_fast_quotes_the_log_and_rolls_back_to_pods_that_
     check_running_for_real(p, "v2", "2.31.0")
 
 
+@pytest.mark.reliability(
+    section="Faults", case="helm ready, Coder not at the version ({binary}, real pods)",
+    done="upgrade with coder_health_check_version 9.9.9 (buildinfo says 2.31.0)",
+    expected="FAILED (health_gate) with what buildinfo said, rolled back to revision 1, and the gate"
+             " confirms 2.31.0 after the rollback")
 @pytest.mark.parametrize("binary", HELMS)
 def test_the_health_gate_fails_an_upgrade_coder_does_not_confirm(binary, place):
     # helm says ready, but Coder reports another version than the one asked for: a failed upgrade,

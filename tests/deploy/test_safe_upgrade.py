@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import HELMS
 from helpers import ENV, history, playbook, wait_for
+from leak_scan import ProcWatcher, find, forms, scan_tree
 from realnode import SKIP, V2, check_running_for_real, coder_pods, places, query, ready
 
 pytestmark = SKIP
@@ -54,7 +55,8 @@ def install_older(binary, p, older_chart, backups):
     assert res.rc == 0, res.output[-4000:]
     check_running_for_real(p, "v2", "2.30.0")
     assert query(p.database, "SELECT version, dirty FROM schema_migrations") == [(4, False)]
-    query(p.database, "SET ROLE coder; CREATE TABLE before_upgrade (note text);"
+    role = p.role or ENV["CODER_TEST_PG_MAIN_USER"]
+    query(p.database, f'SET ROLE "{role}"; CREATE TABLE before_upgrade (note text);'
                       " INSERT INTO before_upgrade VALUES ('written by 2.30'); SELECT 1")
     return base
 
@@ -74,12 +76,24 @@ def back_on_2_30(binary, p):
     check_running_for_real(p, "v2", "2.30.0")
 
 
+@pytest.mark.reliability(
+    section="Faults", case="upgrade that migrates the database, then fails ({binary}, real pods)",
+    done="Coder 2.30.0 to 2.31.0 whose pods migrate and exit (STANDIN_FAIL=after-migrate)",
+    expected="backed up first; FAILED (fail_fast), Coder scaled to zero, the backup restored (the row written"
+             " before is there, 2.31's table gone, schema version 4), rolled back; 2.30.0 Ready and at buildinfo;"
+             " backup file 0600 in a 0700 directory")
 @pytest.mark.parametrize("binary", HELMS)
 def test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back(binary, place, older_chart, tmp_path):
-    p = place()
+    # A login role whose password is a canary: pg_dump, pg_restore and psql get it in a memfd
+    # password file, so no process's command line or environment, no output and no file holds it.
+    p = place(password_role=True)
     backups = tmp_path / "backups"
     base = install_older(binary, p, older_chart, backups)
-    res = upgrade(binary, p, base, "after-migrate")
+    with ProcWatcher(forms(p.password)) as watcher:
+        res = upgrade(binary, p, base, "after-migrate")
+    assert not watcher.hits, watcher.hits
+    assert not find(res.output, forms(p.password))
+    assert not scan_tree(backups, forms(p.password))
     assert res.rc != 0
     out = res.output
     assert "FAILED (fail_fast)" in out and "STANDIN_FAIL=after-migrate" in out, out[-5000:]
@@ -95,9 +109,13 @@ def test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back(binary, pla
     assert len(files) == 1 and files[0].name.startswith("coder-r1-") and files[0].suffix == ".dump", files
     assert stat.S_IMODE(os.stat(backups).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(files[0]).st_mode) == 0o600
-    assert p.password is None or p.password not in out
 
 
+@pytest.mark.reliability(
+    section="Faults", case="upgrade that migrates, then fails, with coder_backup false (real pods)",
+    done="Coder 2.30.0 to 2.31.0, STANDIN_FAIL=after-migrate, coder_backup: false",
+    expected="not rolled back onto the newer schema: the release left on the failed revision, the message"
+             " gives both schema states and the steps (restore, then rollback_coder.yml)")
 def test_without_a_backup_the_release_is_left_with_the_steps(place, older_chart, tmp_path):
     p = place()
     base = install_older("helm3", p, older_chart, tmp_path / "backups")
@@ -110,6 +128,10 @@ def test_without_a_backup_the_release_is_left_with_the_steps(place, older_chart,
     assert query(p.database, "SELECT version FROM schema_migrations") == [(5,)]
 
 
+@pytest.mark.reliability(
+    section="Faults", case="upgrade that fails before migrating (real pods)",
+    done="Coder 2.30.0 to 2.31.0, STANDIN_FAIL=before-migrate",
+    expected="schema unchanged: rolled back to revision 1 without a restore; 2.30.0 Ready")
 def test_a_failure_before_migrating_is_a_plain_rollback(place, older_chart, tmp_path):
     p = place()
     base = install_older("helm3", p, older_chart, tmp_path / "backups")

@@ -65,6 +65,12 @@ def refused(res, *words):
         assert word in res.output, (word, res.output[-3000:])
 
 
+@pytest.mark.reliability(
+    section="Bad input", case="database Coder cannot use: {case}",
+    done="deploy_coder.yml against a database whose schema is {case} (v2-onto-v1: v2 chart, Coder v1's"
+         " migration_cursor; v1-onto-v2: the reverse; dirty: schema_migrations dirty)",
+    expected="refused before anything changes, naming coder_chart_generation / coder_db_name or the dirty"
+             " migration; no release, no Secret")
 @pytest.mark.parametrize("case,extra,tables,words", [
     ("v2-onto-v1", V2, [V1_TABLE, "INSERT INTO migration_cursor (version) VALUES (3)"],
      ["coder_chart_generation is v2", "Coder v1 tables (migration_cursor)", "coder_db_name"]),
@@ -92,6 +98,10 @@ def test_the_search_path_decides_which_schema_is_read(database, namespace):
     assert res.rc == 0, res.output[-3000:]
 
 
+@pytest.mark.reliability(
+    section="Bad input", case="Coder downgrade ({binary})",
+    done="chart 2.31.0 deployed, then the chart as 2.30.0",
+    expected="refused before anything changes, naming coder_chart_version and rollback_coder.yml; one revision")
 @pytest.mark.parametrize("binary", HELMS)
 def test_a_downgrade_is_refused(binary, namespace, database):
     name = database()

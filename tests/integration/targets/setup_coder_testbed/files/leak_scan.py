@@ -179,7 +179,8 @@ class ProcWatcher:
             if found:
                 self.hits[f"pid {entry.name} cmdline {cmdline[:60]!r}"] = found
                 self.pid_forms.update((int(entry.name), form) for form in found)
-            if self.environ and any(w in cmdline for w in (b"ansible", b"helm", b"kubectl")):
+            if self.environ and any(w in cmdline for w in (b"ansible", b"helm", b"kubectl", b"pg_dump", b"pg_restore",
+                                                           b"psql")):
                 try:
                     environ = Path(entry.path, "environ").read_bytes()
                 except OSError:
