@@ -1,4 +1,5 @@
-"""EXPERIMENTAL (branch wip/real-node, issue 14): one node with a real kubelet beside the kwok nodes.
+"""The real node (issue 14; docs/testbed.md, "The real node"): one node with a real kubelet beside
+the kwok nodes, where the Coder stand-in's pods run for real.
 
 Parts, all under STATE/node (own socket, root and state; nothing of docker's):
   containerd   Debian's containerd 1.6 and runc, config written here (CRI: cgroupfs, the pause
