@@ -202,6 +202,10 @@ def bed():
     root.rmdir()
 
 
+# tests/deploy/realnode.py and test_upgrade_guard.py: databases of their cases' own.
+OTHER_TESTS_DATABASES = "^coderops_(real|guard)_"
+
+
 def snapshot(bed):
     """Everything a refused run must leave as it was."""
     ns = bed["ns"]
@@ -210,7 +214,9 @@ def snapshot(bed):
                     "md5(coalesce(rolpassword, '')) FROM pg_authid WHERE rolname = ANY(%s) ORDER BY 1",
                     ([bed["role"], "coder", "coder_mtls"],))
         roles = cur.fetchall()
-        cur.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database ORDER BY 1")
+        # Not the databases other tests make and drop meanwhile (one per real-pod and guard case).
+        cur.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname !~ %s ORDER BY 1",
+                    (OTHER_TESTS_DATABASES,))
         databases = cur.fetchall()
         cur.execute("SELECT pid, usename, application_name, backend_start::text FROM pg_stat_activity "
                     "WHERE usename = ANY(%s) ORDER BY 1", ([bed["role"]],))
@@ -227,8 +233,10 @@ def snapshot(bed):
 def _recent_sessions(bed, since):
     """Sessions of the users these runs log in as that started during the run and are still open."""
     with bed["conn"].cursor() as cur:
+        # Not the Coder stand-in's pods on the real node, which log in as coder_mtls meanwhile.
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s) "
-                    "AND backend_start >= %s::timestamptz", ([bed["role"], "coder_mtls"], since))
+                    "AND backend_start >= %s::timestamptz AND application_name <> 'coder-standin'",
+                    ([bed["role"], "coder_mtls"], since))
         return cur.fetchone()[0]
 
 
