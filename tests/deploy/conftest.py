@@ -48,10 +48,13 @@ def pytest_configure(config):
 
 # Tests that take minutes: they start first, so that the suite does not end waiting on one of them
 # (measured: the leak tests 84 to 231 s, the immutable Secret 150 s, the real pods' wrong password
-# 95 s; the rest mostly under 60 s).
+# 95 s, the safe-upgrade cases 50 to 100 s; the rest mostly under 60 s).
 LONG = ("test_no_run_shows_the_password", "test_no_entry_point_shows_the_password",
         "test_v2_no_run_shows_the_password_or_the_url", "test_immutable_password_secret",
-        "test_a_wrong_password_fails_fast_quotes_the_log_and_rolls_back_to_pods_that_run")
+        "test_a_wrong_password_fails_fast_quotes_the_log_and_rolls_back_to_pods_that_run",
+        "test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back",
+        "test_a_failure_before_migrating_is_a_plain_rollback",
+        "test_without_a_backup_the_release_is_left_with_the_steps")
 
 
 def pytest_collection_modifyitems(items):
