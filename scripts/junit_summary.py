@@ -7,6 +7,7 @@ has no JUnit output of its own (a linter, say)."""
 
 from __future__ import annotations
 
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,6 +19,9 @@ def record(directory: Path, name: str, rc: int, log: Path) -> None:
     body = ""
     if rc != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log.exists() else ""
+        # Colour codes and other control characters are not allowed in XML 1.0 (molecule's output).
+        tail = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", tail)
+        tail = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", tail)
         body = f'<failure message="exit {rc}">{escape(tail)}</failure>'
     (directory / f"{name}.xml").write_text(
         f'<testsuite name="{escape(name)}" tests="1" failures="{int(rc != 0)}">'
