@@ -7,13 +7,14 @@ Coder's pods run there for real."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import uuid
 
 import pytest
 from conftest import delete_namespace, new_namespace
-from helpers import ENV, REPO, kubectl, kubectl_json, pg_superuser
+from helpers import ENV, REPO, kubectl, kubectl_json, pg_superuser, wait_for
 from leak_scan import make_canary
 
 SKIP = pytest.mark.skipif(not ENV.get("CODER_TEST_REAL_NODE"),
@@ -74,15 +75,20 @@ class Place:
         conn.close()
 
 
+@contextlib.contextmanager
 def places():
-    """For a fixture: make(owner=..., password_role=...) -> Place, and remove them all after."""
+    """For a fixture: make(owner=..., password_role=...) -> Place; every Place removed after."""
     made = []
 
     def make(owner=ENV["CODER_TEST_PG_MAIN_USER"], password_role=False):
         made.append(Place(owner, password_role))
         return made[-1]
 
-    return make, made
+    try:
+        yield make
+    finally:
+        for place in made:
+            place.remove()
 
 
 def coder_pods(namespace):
@@ -93,6 +99,12 @@ def coder_pods(namespace):
 
 def ready(pod):
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def wait_ready(namespace, replicas=1, timeout=60):
+    """Until exactly `replicas` Coder pods run, all Ready (after a rollback, the surge pods gone)."""
+    wait_for(lambda: len(pods := coder_pods(namespace)) == replicas and all(ready(q) for q in pods),
+             timeout=timeout, what=f"{replicas} Coder pod(s) Ready")
 
 
 def pool_env(pod, generation):

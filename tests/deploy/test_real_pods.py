@@ -21,18 +21,16 @@ import uuid
 
 import pytest
 from conftest import HELMS
-from helpers import history, playbook, wait_for
-from realnode import MTLS, MTLS_USER, NO_CA, SKIP, V2, check_running_for_real, coder_pods, places, ready
+from helpers import history, playbook
+from realnode import MTLS, MTLS_USER, NO_CA, SKIP, V2, check_running_for_real, places, wait_ready
 
 pytestmark = SKIP
 
 
 @pytest.fixture
 def place():
-    make, made = places()
-    yield make
-    for p in made:
-        p.remove()
+    with places() as make:
+        yield make
 
 
 CASES = {
@@ -88,8 +86,7 @@ def test_a_wrong_password_fails_fast_quotes_the_log_and_rolls_back_to_pods_that_
     revisions = history(binary, p.namespace)
     assert [r["status"] for r in revisions][-2:] == ["failed", "deployed"], revisions
     assert "Rollback to 1" in revisions[-1]["description"], revisions
-    wait_for(lambda: len(coder_pods(p.namespace)) == 1 and all(ready(q) for q in coder_pods(p.namespace)),
-             timeout=60, what="the rolled back pod Ready")
+    wait_ready(p.namespace)
     check_running_for_real(p, "v2", "2.31.0")
 
 
@@ -117,5 +114,5 @@ def test_the_health_gate_fails_an_upgrade_coder_does_not_confirm(binary, place):
     # helm itself saw revision 2 succeed (superseded now); revision 3 is the rollback to 1.
     assert [r["status"] for r in revisions] == ["superseded", "superseded", "deployed"], revisions
     assert "Rollback to 1" in revisions[-1]["description"], revisions
-    wait_for(lambda: len(coder_pods(p.namespace)) == 1, timeout=60, what="the surge pod gone")
+    wait_ready(p.namespace)  # the surge pod gone
     check_running_for_real(p, "v2", "2.31.0")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 from conftest import HELMS
-from helpers import ENV, history, playbook, wait_for
+from helpers import ENV, history, playbook
 from leak_scan import ProcWatcher, find, forms, scan_tree
-from realnode import SKIP, V2, check_running_for_real, coder_pods, places, query, ready
+from realnode import SKIP, V2, check_running_for_real, places, query, wait_ready
 
 pytestmark = SKIP
 CHART = Path(V2["coder_chart_ref"])
@@ -33,10 +33,8 @@ CHART = Path(V2["coder_chart_ref"])
 
 @pytest.fixture
 def place():
-    make, made = places()
-    yield make
-    for p in made:
-        p.remove()
+    with places() as make:
+        yield make
 
 
 @pytest.fixture
@@ -71,8 +69,7 @@ def back_on_2_30(binary, p):
     revisions = history(binary, p.namespace)
     assert [r["status"] for r in revisions] == ["superseded", "failed", "deployed"], revisions
     assert "Rollback to 1" in revisions[-1]["description"], revisions
-    wait_for(lambda: len(coder_pods(p.namespace)) == 1 and all(ready(q) for q in coder_pods(p.namespace)),
-             timeout=90, what="the 2.30 pod Ready")
+    wait_ready(p.namespace, timeout=90)
     check_running_for_real(p, "v2", "2.30.0")
 
 
