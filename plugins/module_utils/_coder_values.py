@@ -261,6 +261,13 @@ def normalise(params):
     return spec
 
 
+def target_version(params):
+    """The Coder version the values deploy, as text ('2.31.0'), and where it comes from; the
+    version None when it cannot be told (no appVersion, an image tag such as latest)."""
+    version, source = _coder_version(params, params.get("values_overrides") or {})
+    return (show(version) if version else None), source
+
+
 def _coder_version(params, overrides):
     """The Coder version the values deploy and where it comes from: an image tag set in
     values_overrides wins over the coder_version option (the chart's appVersion)."""

@@ -69,7 +69,8 @@ def check_client(tool, version_text, server_version_num):
     if client < server:
         raise InputError(f"{tool}_path", f"{tool} is PostgreSQL {client}, older than the server's {server}: it cannot"
                                          f" back up or restore that server faithfully. Install the PostgreSQL"
-                                         f" {server} client tools (or newer) and point {tool}_path at them")
+                                         f" {server} client tools (or newer) on the controller and put them first on"
+                                         f" PATH (or point {tool}_path at them)")
     return client
 
 

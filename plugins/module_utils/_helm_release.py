@@ -87,6 +87,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._release_watch imp
     Failure,
     Watcher,
 )
+from ansible_collections.coderops.deploy.plugins.module_utils._upgrade_path import running_coder_version
 
 # Deleting the Lease at the end is retried this long while the API server does not answer.
 LOCK_RELEASE_WAIT = 60
@@ -638,6 +639,8 @@ def release_info(params, env=None):
     history = helm.history(params["name"], params["namespace"]) if out["kubernetes"]["namespace_exists"] else []
     release = analyse(history)
     release["history"] = short_history(history)
+    images = kube.container_images(params["namespace"], params["name"]) if release["exists"] else {}
+    release["running_coder_version"] = running_coder_version(images, release["deployed_app_version"])
     out["release"] = release
     lock = kube.read_lock(params["namespace"], params["name"]) if out["kubernetes"]["namespace_exists"] else None
     out["lock"] = {"held": bool(lock and not lock["expired"]), **(lock or {})}

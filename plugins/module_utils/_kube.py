@@ -419,6 +419,14 @@ class Kube:
             self._statefulset(namespace, sts, report)
         return report
 
+    def container_images(self, namespace, release):
+        """{container name: image} of the release's Deployments, as the API server has them now."""
+        images = {}
+        for dep in self._release_objects(self.apps.list_namespaced_deployment, namespace, release):
+            for container in dep.spec.template.spec.containers or []:
+                images[container.name] = container.image
+        return images
+
     def _selector(self, obj):
         labels = (obj.spec.selector.match_labels or {}) if obj.spec.selector else {}
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

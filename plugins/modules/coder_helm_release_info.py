@@ -121,6 +121,16 @@ release:
       description: The chart C(appVersion) of the newest C(deployed) revision, the Coder version it runs.
       type: str
       sample: 2.30.0
+    running_coder_version:
+      description:
+        - The Coder version that runs now, read from the image tag of Coder's container (C(coder) in
+          the v2 chart, C(coderd) in v1) in the release's Deployment; an image tag set in the values
+          counts, unlike RV(release.deployed_app_version). After a failed upgrade it is the failed
+          version, whose migrations may have run. Without that container, RV(release.deployed_app_version).
+        - V(null) when the release does not exist, or the tag is not a version (C(latest), a digest).
+      type: str
+      sample: 2.30.0
+      version_added: 0.2.0
     last_good_revision:
       description: The newest C(deployed) or C(superseded) revision, where a rollback goes.
       type: int

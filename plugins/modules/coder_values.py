@@ -468,6 +468,23 @@ connection_url_options:
     search_path: null
     params: {sslrootcert: /etc/ssl/certs/coder-db-ca.crt}
     password_required: true
+coder_version:
+  description:
+    - The Coder version these values deploy - an image tag set in O(values_overrides) wins over
+      O(coder_version) (the chart's appVersion) - and where it comes from. The preflight role
+      compares it with the running Coder's to refuse a downgrade or a skipped stepping stone.
+  returned: success
+  type: dict
+  version_added: 0.2.0
+  contains:
+    version:
+      description: The version without a leading C(v); V(null) when it cannot be told (no
+        O(coder_version), or an image tag that is not a version, such as C(latest)).
+      type: str
+    source:
+      description: Where it comes from (V(coder_version), or the image tag's place in O(values_overrides)).
+      type: str
+  sample: {version: 2.31.0, source: coder_version}
 budget:
   description:
     - The connection budget with the numbers of O(pg_facts), shaped like
@@ -499,6 +516,7 @@ from ansible_collections.coderops.deploy.plugins.module_utils._coder_values impo
     HAS_YAML,
     build_values_and_url,
     render_yaml,
+    target_version,
 )
 from ansible_collections.coderops.deploy.plugins.module_utils._files import (
     FileError,
@@ -571,8 +589,10 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field, changed=False)
 
+    version, version_from = target_version(module.params)
     result = {"changed": False, "values": values, "budget": budget,
-              "connection_url_options": url_options}
+              "connection_url_options": url_options,
+              "coder_version": {"version": version, "source": version_from}}
     dest = module.params["dest"]
     if dest:
         if not HAS_YAML:

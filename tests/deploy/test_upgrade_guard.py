@@ -3,7 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Upgrades that respect Coder's database (issue 15), the guards: playbooks/deploy_coder.yml
 refuses, before anything changes and naming the variable, a dirty schema, a v2 chart onto a
-database that holds Coder v1's tables and the reverse, and a downgrade of Coder.
+database that holds Coder v1's tables and the reverse, a downgrade of Coder (by the chart or by an
+image tag in the values), an upgrade that skips a stepping stone, and a pg_dump older than the
+server.
 
 Each case has a database of its own on server `main`, with Coder's migration tables made the way
 Coder (and the stand-in, tests/images/coder-standin) makes them: golang-migrate's
@@ -13,9 +15,11 @@ nothing here needs a pod to run.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import HELMS
@@ -98,21 +102,87 @@ def test_the_search_path_decides_which_schema_is_read(database, namespace):
     assert res.rc == 0, res.output[-3000:]
 
 
+@pytest.fixture
+def older_chart():
+    """The stand-in v2 chart as 2.30.0 (the chart as it is deploys 2.31.0)."""
+    with tempfile.TemporaryDirectory(prefix="coderops-it-guard-") as tmp:
+        subprocess.run(["helm3", "package", str(V2_CHART), "--version", "2.30.0", "--app-version", "2.30.0", "-d", tmp],
+                       env=ENV, check=True, capture_output=True)
+        yield f"{tmp}/coder-2.30.0.tgz"
+
+
+def installed(binary, namespace, name, chart):
+    res = playbook("deploy_coder", binary, namespace, {**V2, "coder_db_name": name, "coder_chart_ref": chart},
+                   tag=f"guard-install-{binary}-{namespace}")
+    assert res.rc == 0, res.output[-3000:]
+    return {**V2, "coder_db_name": name}
+
+
+def one_revision(binary, namespace):
+    assert [r["status"] for r in history(binary, namespace)] == ["deployed"]
+
+
 @pytest.mark.reliability(
     section="Bad input", case="Coder downgrade ({binary})",
     done="chart 2.31.0 deployed, then the chart as 2.30.0",
     expected="refused before anything changes, naming coder_chart_version and rollback_coder.yml; one revision")
 @pytest.mark.parametrize("binary", HELMS)
-def test_a_downgrade_is_refused(binary, namespace, database):
-    name = database()
-    res = playbook("deploy_coder", binary, namespace, {**V2, "coder_db_name": name},
-                   tag=f"guard-downgrade-install-{binary}")
-    assert res.rc == 0, res.output[-3000:]
-    with tempfile.TemporaryDirectory(prefix="coderops-it-guard-") as tmp:
-        subprocess.run([binary, "package", str(V2_CHART), "--version", "2.30.0", "--app-version", "2.30.0", "-d", tmp],
-                       env=ENV, check=True, capture_output=True)
-        older = {**V2, "coder_db_name": name, "coder_chart_ref": f"{tmp}/coder-2.30.0.tgz"}
-        res = playbook("deploy_coder", binary, namespace, older, tag=f"guard-downgrade-{binary}")
-    refused(res, "deploys Coder 2.30.0, older than the Coder 2.31.0", "coder_chart_version",
+def test_a_downgrade_is_refused(binary, namespace, database, older_chart):
+    base = installed(binary, namespace, database(), str(V2_CHART))
+    res = playbook("deploy_coder", binary, namespace, {**base, "coder_chart_ref": older_chart},
+                   tag=f"guard-downgrade-{binary}")
+    refused(res, "deploy Coder 2.30.0, older than the Coder 2.31.0 that runs now", "coder_chart_version",
             "playbooks/rollback_coder.yml")
-    assert [r["status"] for r in history(binary, namespace)] == ["deployed"]
+    one_revision(binary, namespace)
+
+
+@pytest.mark.reliability(
+    section="Bad input", case="Coder downgrade by an image tag in coder_values_overrides",
+    done="chart 2.31.0 deployed, then the same chart with coder.image.tag v2.30.0",
+    expected="refused before anything changes (the image tag counts, not the chart's appVersion); one revision")
+def test_a_downgrade_by_image_tag_is_refused(namespace, database):
+    base = installed("helm3", namespace, database(), str(V2_CHART))
+    res = playbook("deploy_coder", "helm3", namespace,
+                   {**base, "coder_values_overrides": {"coder": {"image": {"tag": "v2.30.0"}}}},
+                   tag="guard-downgrade-image-tag")
+    refused(res, "deploy Coder 2.30.0, older than the Coder 2.31.0 that runs now", "coder_values_overrides")
+    one_revision("helm3", namespace)
+
+
+@pytest.mark.reliability(
+    section="Bad input", case="upgrade that skips a stepping stone",
+    done="Coder 2.30.0 deployed, then 2.31.0 with a stepping stone 2.30.5 in coder_extra_stepping_stones",
+    expected="refused before anything changes, naming the stone, coder_chart_version and where the stones are;"
+             " one revision")
+def test_a_skipped_stepping_stone_is_refused(namespace, database, older_chart):
+    base = installed("helm3", namespace, database(), older_chart)
+    stone = {"generation": "v2", "from": ">=2.30.0,<2.30.5", "to": ">=2.31.0", "via": "2.30.5",
+             "reason": "the test's own stone", "source": "tests/deploy/test_upgrade_guard.py"}
+    res = playbook("deploy_coder", "helm3", namespace, {**base, "coder_extra_stepping_stones": [stone]},
+                   tag="guard-stepping-stone")
+    refused(res, "Coder 2.30.0 to 2.31.0 skips a stepping stone: upgrade to 2.30.5 first (the test's own stone)",
+            "set coder_chart_version to 2.30.5", "roles/preflight/vars/stepping_stones.yml")
+    one_revision("helm3", namespace)
+
+
+@pytest.mark.reliability(
+    section="Bad input", case="pg_dump older than the server",
+    done="Coder 2.30.0 deployed, then 2.31.0 with a pg_dump that says it is PostgreSQL 12 first on PATH",
+    expected="refused before helm runs, naming both versions and the fix; one revision, no backup file")
+def test_a_pg_dump_older_than_the_server_is_refused(namespace, database, older_chart, tmp_path):
+    # Only PostgreSQL 15's client exists on this machine, as old as the test bed's servers: the old
+    # pg_dump is a script that answers --version as PostgreSQL 12's does (and fails otherwise).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pg_dump"
+    fake.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "pg_dump (PostgreSQL) 12.22" && exit 0\nexit 3\n')
+    fake.chmod(0o755)
+    base = installed("helm3", namespace, database(), older_chart)
+    backups = Path(ENV["CODER_TESTBED_DIR"]) / "backups" / namespace
+    res = playbook("deploy_coder", "helm3", namespace, base, tag="guard-old-pg-dump",
+                   extra_env={"PATH": f"{bin_dir}:{ENV.get('PATH', os.environ['PATH'])}"})
+    assert res.rc != 0, res.output[-3000:]
+    assert "pg_dump is PostgreSQL 12, older than the server's 15" in res.output, res.output[-3000:]
+    assert "client tools (or newer) on the controller and put them first on PATH" in res.output
+    one_revision("helm3", namespace)
+    assert not backups.exists() or not list(backups.iterdir())
