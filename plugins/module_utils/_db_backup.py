@@ -17,6 +17,7 @@ archive's SQL run in one transaction (psql --single-transaction): all or nothing
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 
@@ -38,19 +39,35 @@ def file_name(name, revision, now=None):
     return f"{name}-r{int(revision)}-{stamp}{SUFFIX}"
 
 
-def backups(directory, name):
-    """This release's backups in `directory`, oldest first."""
+def backups(directory, name, revision=None):
+    """This release's backups in `directory` (only those of `revision`, when given), oldest first."""
     if not os.path.isdir(directory):
         return []
-    pattern = re.compile(rf"^{re.escape(name)}-r\d+-\d{{8}}T\d{{6}}Z{re.escape(SUFFIX)}$")
+    rev = str(int(revision)) if revision else r"\d+"
+    pattern = re.compile(rf"^{re.escape(name)}-r{rev}-\d{{8}}T\d{{6}}Z{re.escape(SUFFIX)}$")
     found = [f for f in os.listdir(directory) if pattern.match(f)]
     return [os.path.join(directory, f) for f in sorted(found, key=lambda f: f.rsplit("-", 1)[1])]
 
 
+def metadata_path(backup):
+    """Where a backup's metadata goes: beside it, `<file>.json`."""
+    return backup + ".json"
+
+
+def read_metadata(backup):
+    """What was recorded with a backup (Coder's schema and versions then), or None."""
+    try:
+        with open(metadata_path(backup), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def to_remove(directory, name, keep):
-    """The backups beyond the newest `keep` (0 keeps all)."""
+    """The backups beyond the newest `keep` (0 keeps all), with their metadata files."""
     files = backups(directory, name)
-    return files[:-keep] if keep and len(files) > keep else []
+    old = files[:-keep] if keep and len(files) > keep else []
+    return [path for f in old for path in (f, metadata_path(f)) if os.path.exists(path)]
 
 
 def client_major(version_text):

@@ -91,5 +91,6 @@ def revision_entry(history, revision):
 
 def short_history(history, count=10):
     return [{"revision": int(r["revision"]), "status": r.get("status"), "chart": r.get("chart"),
-             "updated": r.get("updated"), "description": (r.get("description") or "")[:300]}
+             "app_version": r.get("app_version") or None, "updated": r.get("updated"),
+             "description": (r.get("description") or "")[:300]}
             for r in history[-count:]]

@@ -107,8 +107,8 @@ def refusal(running, target, generation, stones):
         return (f"This run would deploy Coder {show(want)}, older than the Coder {show(have)} that runs now."
                 " Coder's migrations only go forward: an older Coder does not start on the schema a newer one"
                 f" migrated. Set coder_chart_version (or the image tag in coder_values_overrides) to {show(have)}"
-                " or newer. To go back for real, restore the database backup taken before the upgrade, then run"
-                " playbooks/rollback_coder.yml (docs/deploy.md).")
+                " or newer. To go back to an older Coder, run playbooks/rollback_coder.yml: it restores the"
+                " backup taken before the upgrade first (docs/deploy.md).")
     for index, stone in enumerate(stones or []):
         where = f"stepping stone {index + 1} ({stone.get('via') or stone.get('step') or '?'})"
         if stone.get("generation") not in (None, "", generation):

@@ -45,9 +45,18 @@ options:
     type: str
     required: true
   revision:
-    description: The release revision the backup belongs to (the one running before the upgrade).
+    description:
+      - The release revision the backup belongs to (the one running before the upgrade).
+      - With O(state=restore) and no O(file), the newest backup of this revision is restored; V(0) takes
+        the newest of any revision.
     type: int
     default: 0
+  metadata:
+    description:
+      - With O(state=backup), what to record beside the backup as C(<file>.json) (mode 0600), such as
+        Coder's schema state and version then; O(state=restore) returns it as RV(metadata). No secrets.
+    type: dict
+    version_added: 0.2.0
   keep:
     description: How many backups of this release to keep, newest first; V(0) keeps all.
     type: int
@@ -66,7 +75,10 @@ options:
     type: list
     elements: str
   file:
-    description: With O(state=restore), the backup to restore; default the newest of O(name) in O(dest).
+    description:
+      - With O(state=restore), the backup to restore; default the newest of O(name) (and O(revision))
+        in O(dest).
+      - In check mode nothing is restored, and RV(file) and RV(metadata) say which backup would be.
     type: path
   pg_dump_path:
     description: The C(pg_dump) to run.
@@ -146,12 +158,19 @@ removed:
   returned: state=backup
   type: list
   elements: str
+metadata:
+  description:
+    - What was recorded with the backup (O(metadata)); V(null) when nothing was.
+  returned: state=restore
+  type: dict
+  sample: {coder_version: 2.30.0, revision: 1, schema: {generation: v2, version: 4, dirty: false}}
 client_version:
   description: The major version of C(pg_dump) or C(pg_restore).
   returned: without O(command)
   type: int
 """
 
+import json
 import os
 import time
 
@@ -235,6 +254,10 @@ def backup(module, result):
         raise
     finally:
         os.close(fd)
+    if p["metadata"] is not None:
+        meta_fd = os.open(bk.metadata_path(target), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(meta_fd, "w", encoding="utf-8") as fh:
+            json.dump(p["metadata"], fh, indent=2, sort_keys=True)
     removed = bk.to_remove(dest, p["name"], p["keep"])
     for old in removed:
         os.unlink(old)
@@ -248,10 +271,12 @@ def restore(module, result):
     p = module.params
     if p["command"]:
         raise InputError("command", "command only backs up; restore its backup the way it was made")
-    files = bk.backups(p["dest"], p["name"])
+    files = bk.backups(p["dest"], p["name"], p["revision"])
     source = p["file"] or (files[-1] if files else None)
     if not source or not os.path.isfile(source):
-        raise InputError("file", f"no backup to restore: {source or 'no ' + p['name'] + '-r*.dump in ' + p['dest']}")
+        pattern = f"{p['name']}-r{p['revision'] or '*'}-*.dump"
+        raise InputError("file", f"no backup to restore: {source or 'no ' + pattern + ' in ' + p['dest']}")
+    result["metadata"] = bk.read_metadata(source)
     result["client_version"] = _client(module, "pg_restore")
     if module.check_mode:
         result.update(changed=True, file=source, msg=f"would restore {source} into {p['login_db']}")
@@ -278,6 +303,7 @@ def main():
         dest={"type": "path", "required": True},
         name={"type": "str", "required": True},
         revision={"type": "int", "default": 0},
+        metadata={"type": "dict"},
         keep={"type": "int", "default": 5},
         server_version_num={"type": "int"},
         command={"type": "list", "elements": "str"},

@@ -11,10 +11,15 @@ which knows 4 migrations) upgraded to 2.31.0 (5 migrations) whose pods fail.
 - the same with coder_backup: false: nothing is rolled back onto the newer schema; the release
   stays on the failed revision and the message gives the steps.
 - before-migrate: the schema did not change, so a plain rollback, no restore.
+- playbooks/rollback_coder.yml after an upgrade that succeeded (2.31 migrated the database):
+  back to 2.30 it restores the backup recorded for revision 1 first (Coder scaled to zero), by
+  the schema recorded beside it; without a backup it refuses and changes nothing, until the
+  operator says the database was put back (coder_rollback_database_restored).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -65,6 +70,23 @@ def upgrade(binary, p, base, fail, **extra):
     return playbook("deploy_coder", binary, p.namespace, newer, tag=f"safe-upgrade-{fail}-{binary}-{p.namespace}")
 
 
+def one_backup(backups):
+    """The one backup of revision 1 and its metadata file, 0600 in a 0700 directory."""
+    files = sorted(backups.iterdir())
+    assert [f.suffix for f in files] == [".dump", ".json"] and files[0].name.startswith("coder-r1-"), files
+    assert files[1].name == files[0].name + ".json"
+    assert stat.S_IMODE(os.stat(backups).st_mode) == 0o700
+    assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
+    return files
+
+
+def as_2_30_left_it(p):
+    """The database as 2.30 left it: its row, not 2.31's table, schema version 4."""
+    assert query(p.database, "SELECT note FROM before_upgrade") == [("written by 2.30",)]
+    assert query(p.database, "SELECT to_regclass('standin_audit_logs') IS NULL") == [(True,)]
+    assert query(p.database, "SELECT version, dirty FROM schema_migrations") == [(4, False)]
+
+
 def back_on_2_30(binary, p):
     revisions = history(binary, p.namespace)
     assert [r["status"] for r in revisions] == ["superseded", "failed", "deployed"], revisions
@@ -97,15 +119,10 @@ def test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back(binary, pla
     assert "backed up" in out and "restored " in out, out[-5000:]
     assert "so Coder was scaled to zero and the database restored from" in out, out[-5000:]
     back_on_2_30(binary, p)
-    # The database is as 2.30 left it: its row, not 2.31's table, schema version 4.
-    assert query(p.database, "SELECT note FROM before_upgrade") == [("written by 2.30",)]
-    assert query(p.database, "SELECT to_regclass('standin_audit_logs') IS NULL") == [(True,)]
-    assert query(p.database, "SELECT version, dirty FROM schema_migrations") == [(4, False)]
-    # One backup file, 0600 in a 0700 directory.
-    files = list(backups.iterdir())
-    assert len(files) == 1 and files[0].name.startswith("coder-r1-") and files[0].suffix == ".dump", files
-    assert stat.S_IMODE(os.stat(backups).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(files[0]).st_mode) == 0o600
+    as_2_30_left_it(p)
+    # One backup file and its metadata, both 0600 in a 0700 directory.
+    dump, meta = one_backup(backups)
+    assert json.loads(meta.read_text())["schema"]["version"] == 4, meta.read_text()
 
 
 @pytest.mark.reliability(
@@ -138,3 +155,69 @@ def test_a_failure_before_migrating_is_a_plain_rollback(place, older_chart, tmp_
     assert "had not changed the database schema, so the release was rolled back to revision 1" in out, out[-5000:]
     assert "restored " not in out
     back_on_2_30("helm3", p)
+
+
+def upgraded_to_2_31(binary, p, base, **extra):
+    """2.30 upgraded to 2.31 for good: 2.31 migrated the database to 5 and runs."""
+    res = playbook("deploy_coder", binary, p.namespace, {**base, "coder_chart_ref": str(CHART), **extra},
+                   tag=f"safe-upgrade-ok-{binary}-{p.namespace}")
+    assert res.rc == 0, res.output[-4000:]
+    check_running_for_real(p, "v2", "2.31.0")
+    assert query(p.database, "SELECT version FROM schema_migrations") == [(5,)]
+
+
+def rollback(binary, p, base, **extra):
+    return playbook("rollback_coder", binary, p.namespace,
+                    {**base, "coder_chart_ref": str(CHART), "coder_rollback_revision": 1, **extra},
+                    tag=f"safe-rollback-{binary}-{p.namespace}")
+
+
+@pytest.mark.reliability(
+    section="Faults", case="rollback_coder.yml back to an older Coder ({binary}, real pods)",
+    done="Coder 2.30.0 upgraded to 2.31.0 (which migrated the database), then rollback_coder.yml to revision 1",
+    expected="the backup of revision 1 found by its metadata, Coder scaled to zero, the backup restored (schema 4,"
+             " the row written before there, 2.31's table gone), rolled back; 2.30.0 Ready and at buildinfo")
+@pytest.mark.parametrize("binary", HELMS)
+def test_rollback_coder_to_an_older_coder_restores_its_database(binary, place, older_chart, tmp_path):
+    p = place()
+    backups = tmp_path / "backups"
+    base = install_older(binary, p, older_chart, backups)
+    upgraded_to_2_31(binary, p, base)
+    one_backup(backups)
+    res = rollback(binary, p, base)
+    assert res.rc == 0, res.output[-5000:]
+    assert "had migrated the database since the backup, so Coder was scaled to zero and the database restored" \
+        in res.output, res.output[-5000:]
+    revisions = history(binary, p.namespace)
+    assert [r["status"] for r in revisions] == ["superseded", "superseded", "deployed"], revisions
+    wait_ready(p.namespace, timeout=90)
+    check_running_for_real(p, "v2", "2.30.0")
+    as_2_30_left_it(p)
+
+
+@pytest.mark.reliability(
+    section="Bad input", case="rollback_coder.yml back to an older Coder without a backup (real pods)",
+    done="Coder 2.30.0 upgraded to 2.31.0 with coder_backup false, then rollback_coder.yml to revision 1; then"
+         " the database put back by hand and coder_rollback_database_restored: true",
+    expected="refused before anything changes (no backup; the steps named); after the database is put back and"
+             " coder_rollback_database_restored is set, rolled back and 2.30.0 Ready")
+def test_rollback_coder_without_a_backup_refuses_until_the_database_is_back(place, older_chart, tmp_path):
+    p = place()
+    base = install_older("helm3", p, older_chart, tmp_path / "backups")
+    upgraded_to_2_31("helm3", p, base, coder_backup=False)
+    res = rollback("helm3", p, base)
+    assert res.rc != 0, res.output[-5000:]
+    out = res.output
+    assert "There is no backup to restore" in out and "Nothing was changed" in out, out[-5000:]
+    assert "coder_rollback_backup_file" in out and "coder_rollback_database_restored: true" in out, out[-5000:]
+    assert [r["status"] for r in history("helm3", p.namespace)] == ["superseded", "deployed"]
+    check_running_for_real(p, "v2", "2.31.0")
+    # The operator's own snapshot, put back: 2.31's migration undone (the stand-in's 5th adds one table).
+    role = p.role or ENV["CODER_TEST_PG_MAIN_USER"]
+    query(p.database, f'SET ROLE "{role}"; DROP TABLE standin_audit_logs;'
+                      " UPDATE schema_migrations SET version = 4; SELECT 1")
+    res = rollback("helm3", p, base, coder_rollback_database_restored=True)
+    assert res.rc == 0, res.output[-5000:]
+    assert "taken as restored by hand" in res.output, res.output[-5000:]
+    wait_ready(p.namespace, timeout=90)
+    check_running_for_real(p, "v2", "2.30.0")

@@ -30,6 +30,19 @@ def test_file_names_sort_by_time_and_retention_keeps_the_newest(tmp_path):
     assert err.value.field == "name"
 
 
+def test_backups_of_one_revision_and_their_metadata(tmp_path):
+    names = [bk.file_name("coder", rev, T + datetime.timedelta(hours=h)) for rev, h in ((1, 0), (2, 1), (1, 2))]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    (tmp_path / (names[0] + ".json")).write_text('{"schema": {"version": 4}}')
+    assert [p.rsplit("/", 1)[1] for p in bk.backups(str(tmp_path), "coder", 1)] == [names[0], names[2]]
+    assert [p.rsplit("/", 1)[1] for p in bk.backups(str(tmp_path), "coder", 0)] == names
+    assert bk.read_metadata(str(tmp_path / names[0])) == {"schema": {"version": 4}}
+    assert bk.read_metadata(str(tmp_path / names[1])) is None
+    # Retention takes a backup's metadata with it.
+    assert [p.rsplit("/", 1)[1] for p in bk.to_remove(str(tmp_path), "coder", 2)] == [names[0], names[0] + ".json"]
+
+
 def test_pg_dump_older_than_the_server_is_refused():
     assert bk.check_client("pg_dump", "pg_dump (PostgreSQL) 16.4 (Debian 16.4-1)", 150018) == 16
     assert bk.check_client("pg_dump", "pg_dump (PostgreSQL) 15.18", 150018) == 15
