@@ -472,7 +472,9 @@ removed_hook_jobs:
   type: list
   elements: str
 history:
-  description: The last 10 revisions - revision, status, chart, app_version (the chart's appVersion), updated, description.
+  description:
+    - The last 10 revisions - revision, status, chart, app_version (the chart's appVersion),
+      updated, description.
   returned: when the release exists
   type: list
   elements: dict

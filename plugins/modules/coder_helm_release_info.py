@@ -135,7 +135,9 @@ release:
       description: The newest C(deployed) or C(superseded) revision, where a rollback goes.
       type: int
     history:
-      description: The last 10 revisions - revision, status, chart, app_version (the chart's appVersion), updated, description.
+      description:
+        - The last 10 revisions - revision, status, chart, app_version (the chart's appVersion),
+          updated, description.
       type: list
       elements: dict
 lock:
