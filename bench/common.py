@@ -354,3 +354,60 @@ def json_task_durations(output):
                 t1 = datetime.datetime.fromisoformat(d["end"].replace("Z", "+00:00"))
                 out[task["task"]["name"]] = out.get(task["task"]["name"], 0.0) + (t1 - t0).total_seconds()
     return out
+
+
+class HealthPoller(threading.Thread):
+    """Every `interval` s, what the collection's health gate asks (plugins/module_utils/_health_gate.py),
+    through the API server's service proxy: /healthz answers 2xx and /api/v2/buildinfo reports
+    `version`. Records (monotonic time, healthy, what it saw)."""
+
+    def __init__(self, namespace, kubeconfig, version, service="coder:80", interval=1.0):
+        super().__init__(daemon=True)
+        from kubernetes import client, config  # from the venv (requirements.txt)
+        self.api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+        self.namespace = namespace
+        self.service = service
+        self.want = version if version.startswith("v") else f"v{version}"
+        self.interval = interval
+        self.samples = []  # (monotonic time, healthy, detail)
+        self._halt = threading.Event()
+
+    def ask(self):
+        try:
+            # _preload_content=False: the raw body (the client would turn JSON into a Python repr).
+            self.api.connect_get_namespaced_service_proxy_with_path(self.service, self.namespace, "healthz",
+                                                                    _request_timeout=5, _preload_content=False)
+            raw = self.api.connect_get_namespaced_service_proxy_with_path(
+                self.service, self.namespace, "api/v2/buildinfo", _request_timeout=5, _preload_content=False)
+            version = json.loads(raw.data).get("version")
+            return version == self.want, version
+        except Exception as exc:  # not answering is the thing measured
+            return False, f"{exc.__class__.__name__} {getattr(exc, 'status', '') or ''}".strip()
+
+    def run(self):
+        while not self._halt.is_set():
+            t = time.monotonic()
+            ok, detail = self.ask()
+            self.samples.append((t, ok, detail))
+            self._halt.wait(max(0.0, self.interval - (time.monotonic() - t)))
+
+    def healthy_since(self):
+        """Start of the current unbroken run of healthy samples (None when the last was not)."""
+        since = None
+        for t, ok, _ in self.samples:
+            since = (since or t) if ok else None
+        return since
+
+    def down_seconds(self, start, end):
+        """Seconds between start and end during which the samples said not healthy."""
+        down, prev = 0.0, None
+        for t, ok, _ in self.samples:
+            if start <= t <= end:
+                if prev is not None and not prev[1]:
+                    down += t - prev[0]
+                prev = (t, ok)
+        return down
+
+    def stop(self):
+        self._halt.set()
+        self.join(10)

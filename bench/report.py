@@ -137,12 +137,34 @@ def targets(results):
         r = ratio(s["50"]["per_release"], s["10"]["per_release"])
         rows.append(("B5: time per release at 50 at most 1.2x that at 10", f"{r:.2f}x",
                      _verdict(r <= TARGETS["B5_scaling"])))
+    if "B6" in ph:
+        s = ph["B6"]["summary"]
+        for h in ("helm3", "helm4"):
+            coll, own = s.get(f"collection/{h}"), s.get(f"helm/{h}")
+            if coll and own:
+                rows.append((f"B6 failed upgrade that migrated ({h}): the collection ends healthy, also after its"
+                             " pods restart", f"{_ends_healthy(coll)}/{coll['runs']} runs (helm's own:"
+                             f" {_ends_healthy(own)}/{own['runs']})",
+                             _verdict(_ends_healthy(coll) == coll["runs"])))
     if "total_s" in results:
         limit = TARGETS["quick_min"] if results["quick"] else TARGETS["total_min"]
         what = "make bench QUICK=1" if results["quick"] else "make bench"
         minutes = results["total_s"] / 60
         rows.append((f"{what} within {limit} minutes", f"{minutes:.1f} min", _verdict(minutes <= limit)))
     return rows
+
+
+def _ends_healthy(x):
+    """Runs that were healthy again by the cap and again after their pods restarted."""
+    return min(x["healthy_runs"], x["restart_ok"])
+
+
+def _never(x, key, runs_key):
+    """'12.3 (10.1-14.0)', with how many runs never got there."""
+    never = x["runs"] - x[runs_key]
+    if not x[key]:
+        return "never"
+    return fmt_s(x[key]) + (f"; never in {never} of {x['runs']}" if never else "")
 
 
 def _load(x):
@@ -255,6 +277,35 @@ def markdown(results, png_name):
                        f"{fmt_s(x['peak_pg_log'], 0)} | {fmt_s(x['peak_pg'], 0)} | {fmt_s(x['connections'], 0)} | "
                        f"{fmt_s(x['peak_helm'], 0)} |")
         out.append(_phase_load("B5", d))
+    if "B6" in ph:
+        d = ph["B6"]
+        s = d["summary"]
+        out.append("## B6: an upgrade that migrated the database, then failed: until Coder is healthy again\n")
+        out.append(f"Real pods on the test bed's real node, each run in a namespace and database of its own with "
+                   f"Coder {d['from']} installed first (not timed); the upgrade to {d['to']} migrates the database "
+                   f"(schema 4 -> 5) and its pods exit (`STANDIN_FAIL=after-migrate`). helm's timeout {d['timeout']} s "
+                   f"(both contenders); {d['reps']} repetition(s). Healthy: what the collection's health gate asks "
+                   f"through the API server's service proxy, `/healthz` answers and `/api/v2/buildinfo` says "
+                   f"v{d['from']}, asked every second. *Healthy again after*: seconds from the start of the upgrade "
+                   f"until the run is over and Coder is healthy (and stays so for {d['settle']} s); not by "
+                   f"{d['cap']} s is *never*. *Down*: seconds the check failed meanwhile. Then Coder's pods are "
+                   f"deleted (as a node drain or a crash would) and asked again for up to {d['restart_cap']} s.\n")
+        out.append("| contender | helm | runs | healthy again after s | down during the run s | exit status | "
+                   "process ended after s | newest helm revision | schema version at the end | "
+                   "healthy after its pods restart |\n|---|---|---|---|---|---|---|---|---|---|")
+        for h in ("helm3", "helm4"):
+            for c in ("collection", "helm"):
+                x = s.get(f"{c}/{h}")
+                if not x:
+                    continue
+                label = "collection (backup, restore, rollback)" if c == "collection" else (
+                    "helm upgrade --atomic" if h == "helm3" else "helm upgrade --rollback-on-failure")
+                restarted = (f"{x['restart_ok']} of {x['runs']}"
+                             + (f" ({fmt_s(x['restart_s'])} s)" if x["restart_s"] else ""))
+                out.append(f"| {label} | {h} | {x['runs']} | {_never(x, 'healthy_s', 'healthy_runs')} | "
+                           f"{fmt_s(x['down_s'])} | {', '.join(map(str, x['rc']))} | {fmt_s(x['exit_s'])} | "
+                           f"{', '.join(x['final'])} | {', '.join(map(str, x['schema']))} | {restarted} |")
+        out.append(_phase_load("B6", d))
     if "profile" in ph:
         p = ph["profile"]
         out.append("## Where the collection's time goes (one profiled run each, not part of the measurements)\n")
@@ -269,7 +320,7 @@ def markdown(results, png_name):
             for name, sec in x["tasks"][:12]:
                 out.append(f"| {name} | {sec:.2f} |")
             out.append("")
-    out.append(f"![B1, B4 and B5]({png_name})\n")
+    out.append(f"![{', '.join(k for k in ('B1', 'B4', 'B5', 'B6') if k in ph) or 'make bench'}]({png_name})\n")
     return "\n".join(out)
 
 
@@ -296,7 +347,7 @@ def chart(results, path):
     import matplotlib.pyplot as plt
 
     ph = results["phases"]
-    panels = [k for k in ("B1", "B4", "B5") if k in ph]
+    panels = [k for k in ("B1", "B4", "B5", "B6") if k in ph]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4.6))
     axes = list(axes) if len(panels) > 1 else [axes]
 
@@ -345,6 +396,19 @@ def chart(results, path):
             ax.set_title("B5 scale")
             lines = ax.get_lines() + ax2.get_lines()
             ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper center")
+        elif key == "B6":
+            s6 = ph["B6"]["summary"]
+            keys = [k for k in ("collection/helm3", "helm/helm3", "collection/helm4", "helm/helm4") if k in s6]
+            labels = {"collection/helm3": "collection\nhelm 3", "helm/helm3": "--atomic\nhelm 3",
+                      "collection/helm4": "collection\nhelm 4", "helm/helm4": "--rollback-\non-failure\nhelm 4"}
+            bars(ax, [labels[k] for k in keys], [s6[k]["healthy_s"] for k in keys],
+                 ["#2a7" if k.startswith("collection") else "#c55" for k in keys])
+            for x, k in enumerate(keys):
+                ok = _ends_healthy(s6[k])
+                ax.annotate(f"ends healthy\n{ok}/{s6[k]['runs']}", (x, 0), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 4), textcoords="offset points", color="white" if s6[k]["healthy_s"] else "#c55")
+            ax.set_title(f"B6 failed upgrade that migrated (cap {ph['B6']['cap']} s)")
+            ax.set_ylabel("seconds until healthy again")
     fig.suptitle(f"coderops.deploy make bench {results['started'][:10]}"
                  f"{' (QUICK smoke run)' if results['quick'] else ''}", fontsize=10)
     fig.tight_layout()

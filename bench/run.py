@@ -4,16 +4,20 @@
 B1 no-op re-run, B2 first install (deploy_coder.yml vs a shell script doing the guide by hand vs
 a plain kubernetes.core playbook), B3 facts (coder_pg_facts vs community.postgresql), B4 time to
 recover from a crash-looping upgrade (the collection's fail-fast rollback vs helm's own), B5
-scale (1, 10, 50 releases in one run, forks 10). Everything is real: the playbooks, helm,
-kubectl, the test bed's Kubernetes and PostgreSQL. See docs/performance.md.
+scale (1, 10, 50 releases in one run, forks 10), B6 time until Coder is healthy again after an
+upgrade that migrated the database and failed (real pods on the real node; the collection's
+backup, restore and rollback vs helm's own), and whether it ends healthy at all. Everything is
+real: the playbooks, helm, kubectl, the test bed's Kubernetes and PostgreSQL. See
+docs/performance.md.
 
     make bench               # the full run: 5 repetitions, results in bench/results/<date>.md
     make bench QUICK=1       # 1 repetition, B4 timeout 60 s, B5 sizes 1 and 10: a smoke run
                              # whose numbers are not results (written to tests/output/bench/)
 
-Environment: QUICK=1; BENCH_REPS (default 5, at least 5 for a full run); BENCH_ONLY=B1,B3 (a
-subset, results not published to docs/); BENCH_QUIET_WAIT (seconds to wait for a load average
-below BENCH_QUIET_LOAD, default 600 and 1.0).
+Environment: QUICK=1; BENCH_REPS (default 5, at least 5 for a full run; B6 takes 3 of its own,
+QUICK 1, as its runs start real pods: with BENCH_ONLY=B6 alone BENCH_REPS sets B6's, default and
+minimum 3); BENCH_ONLY=B1,B3 (a subset, results not published to docs/); BENCH_QUIET_WAIT
+(seconds to wait for a load average below BENCH_QUIET_LOAD, default 600 and 1.0).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import datetime
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +43,7 @@ from common import (  # noqa: E402
     CONTENDERS,
     REPO,
     BenchError,
+    HealthPoller,
     PgActivity,
     ReleaseWatch,
     Runs,
@@ -58,6 +64,16 @@ PLAYBOOK = REPO / "playbooks" / "deploy_coder.yml"
 INVENTORY = REPO / "inventories" / "testbed.yml"
 B4_TIMEOUT = 300
 B5_FORKS = 10
+# B6: the v2 stand-in chart packaged as 2.30.0 (set-up), upgraded to the chart as it is (2.31.0)
+# whose new pods migrate the database (schema 4 -> 5) and exit.
+CHART_V2 = REPO / "tests" / "charts" / "coder-v2"
+B6_OLD, B6_NEW = "2.30.0", "2.31.0"
+B6_FAIL_ENV = [{"name": "STANDIN_FAIL", "value": "after-migrate"}]
+B6_REPS = 3
+B6_TIMEOUT = 120        # helm's --timeout, both contenders (QUICK 60)
+B6_CAP = 240            # from the start of the upgrade: not healthy by then is "never" (QUICK 150)
+B6_SETTLE = 10          # healthy for this long, with the run over, is "healthy again"
+B6_RESTART_CAP = 90     # after deleting Coder's pods, until healthy again (QUICK 60)
 
 
 def say(msg):
@@ -70,9 +86,10 @@ def rotate(items, k):
 
 
 class Bench:
-    def __init__(self, quick, reps, only):
+    def __init__(self, quick, reps, only, b6_reps=None):
         self.quick = quick
         self.reps = reps
+        self.b6_reps = b6_reps or (1 if quick else B6_REPS)
         self.only = only
         self.env = load_env()
         self.run_id = secrets.token_hex(2)
@@ -83,12 +100,16 @@ class Bench:
         self.runs = Runs(self.out_dir / f"logs-{self.run_id}", self.env)
         self.password = Path(self.env["CODER_TEST_PG_PASSWORD_FILE"]).read_bytes()
         self.namespaces = set()
+        self.databases = set()
         self.leaks = []
         self.server = None
         self.values_file = None
         self.results = {"run_id": self.run_id, "quick": quick, "reps": reps, "started": now_iso(),
                         "phases": {}}
         self.b4_timeout = 45 if quick else B4_TIMEOUT
+        self.b6_timeout = 60 if quick else B6_TIMEOUT
+        self.b6_cap = 150 if quick else B6_CAP
+        self.b6_restart_cap = 60 if quick else B6_RESTART_CAP
 
     # -- contenders --------------------------------------------------------------------------
 
@@ -399,6 +420,172 @@ class Bench:
                                                     "connections")}
         self.phase("B5", data)
 
+    # -- B6 ----------------------------------------------------------------------------------
+
+    def pg_exec(self, sql, args=(), database="postgres"):
+        """As the superuser of the test bed's server `main`, over its Unix socket (no password)."""
+        import psycopg2  # from the venv (requirements.txt)
+
+        conn = psycopg2.connect(host=self.env["CODER_TEST_PG_MAIN_SOCKET_DIR"],
+                                port=self.env["CODER_TEST_PG_MAIN_PORT"], user="postgres", dbname=database)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def drop_databases(self, names):
+        for db in sorted(names):
+            self.pg_exec(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            self.databases.discard(db)
+
+    def b6_older_chart(self):
+        out = self.work / "b6-chart"
+        out.mkdir(exist_ok=True)
+        subprocess.run(["helm3", "package", str(CHART_V2), "--version", B6_OLD, "--app-version", B6_OLD,
+                        "-d", str(out)], env=self.env, check=True, capture_output=True)
+        return out / f"coder-{B6_OLD}.tgz"
+
+    def b6_place(self, contender, helm, rep, older_chart):
+        """Not timed: a namespace on the real node, a database of its own, Coder 2.30.0 installed
+        by the collection with the contender's helm, healthy, schema version 4."""
+        ns = self.ns("b6", "coll" if contender == "collection" else "own", helm, rep)
+        kubectl(self.env, "create", "namespace", ns)
+        for key, value in json.loads(self.env["CODER_TEST_REAL_NODE_ANNOTATIONS"]).items():
+            kubectl(self.env, "annotate", "namespace", ns, f"{key}={value}")
+        db = f"coderops_bench_b6_{self.run_id}_{secrets.token_hex(3)}"
+        self.databases.add(db)
+        self.pg_exec(f'CREATE DATABASE "{db}" OWNER "{self.env["CODER_TEST_PG_MAIN_USER"]}"')
+        backups = self.work / "b6-backups" / ns
+        backups.mkdir(parents=True)
+        backups.parent.chmod(0o700)
+        backups.chmod(0o700)
+        base = {"coder_chart_generation": "v2", "coder_chart_ref": str(older_chart),
+                "coder_db_host": self.env["CODER_TEST_POD_DB_HOST"], "coder_db_name": db,
+                "coder_health_check": True, "coder_backup": True, "coder_backup_dir": str(backups)}
+        self.timed_contender("collection", ns, helm, extra_vars=base, tag=f"b6-setup-{ns}")
+        probe = HealthPoller(ns, self.env["KUBECONFIG"], B6_OLD)
+        deadline = time.monotonic() + 60
+        while not (answer := probe.ask())[0]:
+            if time.monotonic() > deadline:
+                raise BenchError(f"B6 set-up: Coder {B6_OLD} in {ns} is not healthy after its install"
+                                 f" ({answer[1]})")
+            time.sleep(1)
+        schema = self.pg_exec("SELECT version, dirty FROM schema_migrations", database=db)
+        if schema != [(4, False)]:
+            raise BenchError(f"B6 set-up: schema {schema} in {db}, expected version 4")
+        return ns, db, base
+
+    def b6_own_values(self, ns, helm):
+        """helm's own upgrade gets the values the collection installed 2.30.0 with (they only name
+        the Secrets) plus the failing env, as coder_extra_envs adds it (after the collection's)."""
+        out = subprocess.run([helm, "get", "values", "coder", "-n", ns, "-o", "json"], env=self.env,
+                             capture_output=True, text=True, check=True).stdout
+        if self.password.decode() in out:
+            raise BenchError("the collection's Helm values contain the password")
+        values = json.loads(out)
+        values.setdefault("coder", {}).setdefault("env", []).extend(B6_FAIL_ENV)
+        path = self.work / f"b6-values-{ns}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(values, fh)
+        return path
+
+    def b6_run(self, contender, helm, rep, older_chart):
+        ns, db, base = self.b6_place(contender, helm, rep, older_chart)
+        if contender == "collection":
+            newer = {**base, "coder_chart_ref": str(CHART_V2), "coder_extra_envs": B6_FAIL_ENV,
+                     "coder_helm_timeout": self.b6_timeout}
+            cmd, extra = self.collection_cmd(newer), {"CODER_NAMESPACE": ns, "CODER_TEST_HELM": helm}
+        else:
+            cmd = [CONTENDERS / "helm_own_rollback.sh", ns, CHART_V2, self.b6_own_values(ns, helm), self.b6_timeout]
+            extra = {"HELM": helm}
+        poller = HealthPoller(ns, self.env["KUBECONFIG"], B6_OLD)
+        poller.start()
+        started = self.runs.start(cmd, f"b6-{contender}-{helm}-{rep}", extra)
+        deadline = started.start + self.b6_cap
+        # Until the run is over and Coder has been healthy for B6_SETTLE s since, or the cap.
+        while time.monotonic() < deadline:
+            since = poller.healthy_since()
+            now = time.monotonic()
+            if (started.end is not None and since is not None
+                    and now - max(since, started.end) >= B6_SETTLE):
+                break
+            time.sleep(0.5)
+        rc, exit_s = started.wait(max(1.0, deadline - time.monotonic()) + 60)
+        observed = time.monotonic()
+        poller.stop()
+        since = poller.healthy_since()
+        back = max(since, started.end) if since is not None and started.end is not None else None
+        healthy_s = back - started.start if back is not None and back <= deadline else None
+        first_down = next((t for t, ok, _ in poller.samples if not ok), None)
+        hist = helm_history(self.env, ns, helm)
+        last = hist[-1] if hist else {}
+        schema = self.pg_exec("SELECT version, dirty FROM schema_migrations", database=db)
+        # Whether it stays healthy once its pods start again (a node drain, an eviction, a crash):
+        # delete them, wait until they are gone, then ask until healthy or the cap.
+        t0 = time.monotonic()
+        kubectl(self.env, "delete", "pods", "-n", ns, "-l",
+                "app.kubernetes.io/name=coder,app.kubernetes.io/instance=coder",
+                "--wait=true", "--timeout=90s", check=False, timeout=120)
+        probe = HealthPoller(ns, self.env["KUBECONFIG"], B6_OLD)
+        restart_s = None
+        while time.monotonic() - t0 < self.b6_restart_cap:
+            if probe.ask()[0]:
+                restart_s = time.monotonic() - t0
+                break
+            time.sleep(1)
+        row = {"contender": contender, "helm": helm, "rep": rep, "namespace": ns, "rc": rc, "exit_s": exit_s,
+               "healthy_s": healthy_s, "observed_s": observed - started.start,
+               "first_down_s": first_down - started.start if first_down is not None else None,
+               "down_s": poller.down_seconds(started.start, observed), "samples": len(poller.samples),
+               "final_revision": last.get("revision"), "final_status": last.get("status"),
+               "final_app_version": last.get("app_version"), "final_description": last.get("description"),
+               "schema_version": schema[0][0] if schema else None, "schema_dirty": schema[0][1] if schema else None,
+               "restart_s": restart_s, "log": str(started.log)}
+        if rc == 0:
+            raise BenchError(f"B6 {contender} ({helm}) in {ns}: the failing upgrade succeeded; see {started.log}")
+        delete_namespaces(self.env, [ns])
+        self.drop_databases([db])
+        return row
+
+    def b6(self):
+        helms = ["helm3", "helm4"]
+        contenders = [(c, h) for h in helms for c in ("collection", "helm")]
+        reps = self.b6_reps
+        data = {"load_start": loadavg(), "timeout": self.b6_timeout, "cap": self.b6_cap, "settle": B6_SETTLE,
+                "restart_cap": self.b6_restart_cap, "reps": reps, "from": B6_OLD, "to": B6_NEW, "runs": []}
+        older_chart = self.b6_older_chart()
+        s = self.sampler(interval=0.5)
+        try:
+            for rep in range(reps):
+                for c, h in rotate(contenders, rep):
+                    row = self.b6_run(c, h, rep, older_chart)
+                    data["runs"].append(row)
+                    healthy = "never healthy" if row["healthy_s"] is None else f"healthy after {row['healthy_s']:.1f} s"
+                    restart = ("never" if row["restart_s"] is None else f"after {row['restart_s']:.1f} s")
+                    say(f"B6 rep {rep + 1}/{reps} {'collection' if c == 'collection' else 'helm own'} ({h}): "
+                        f"{healthy} (exit {row['rc']} after {row['exit_s']:.1f} s, down {row['down_s']:.1f} s); "
+                        f"helm: revision {row['final_revision']} {row['final_status']} {row['final_app_version']};"
+                        f" schema {row['schema_version']}; healthy after its pods restart: {restart}")
+        finally:
+            self.end_sampler(s)
+        data["summary"] = {}
+        for c, h in contenders:
+            rows = [r for r in data["runs"] if r["contender"] == c and r["helm"] == h]
+            data["summary"][f"{c}/{h}"] = {
+                "runs": len(rows), "healthy_runs": sum(r["healthy_s"] is not None for r in rows),
+                "restart_ok": sum(r["restart_s"] is not None for r in rows),
+                "healthy_s": summary([r["healthy_s"] for r in rows]), "exit_s": summary([r["exit_s"] for r in rows]),
+                "down_s": summary([r["down_s"] for r in rows]), "restart_s": summary([r["restart_s"] for r in rows]),
+                "rc": sorted({r["rc"] for r in rows}),
+                "final": sorted({f"{r['final_status']} {r['final_app_version']}" for r in rows}),
+                "schema": sorted({r["schema_version"] for r in rows if r["schema_version"] is not None}),
+            }
+        self.phase("B6", data)
+
     # -- where the time goes (not timed: one profiled run each) -----------------------------
 
     def profile(self, coll_ns):
@@ -451,11 +638,15 @@ class Bench:
         self.results["machine"] = report.machine_info(self.env)
         self.wait_quiet()
         say(f"run {self.run_id}: {self.reps} repetition(s){' (QUICK)' if self.quick else ''}; load {loadavg()}")
-        self.server = BenchServer(Path(self.env["CODER_TEST_PG_MAIN_SSLROOTCERT"]).parent,
-                                  Path(self.env["CODER_TEST_PG_PASSWORD_FILE"])).start()
-        self.results["bench_server"] = {"version": self.server.version(), "port": self.server.port}
+        if self.selected("B3") or self.selected("B5"):
+            self.server = BenchServer(Path(self.env["CODER_TEST_PG_MAIN_SSLROOTCERT"]).parent,
+                                      Path(self.env["CODER_TEST_PG_PASSWORD_FILE"])).start()
+            self.results["bench_server"] = {"version": self.server.version(), "port": self.server.port}
         try:
-            coll_ns = self.prepare_values()
+            # B6 alone needs neither the contenders' v1 values nor the benchmark's own server.
+            coll_ns = None
+            if any(self.selected(k) for k in ("B1", "B2", "B4")) or (self.selected("profile") and not self.quick):
+                coll_ns = self.prepare_values()
             if self.selected("profile") and not self.quick:
                 self.profile(coll_ns)
             if self.selected("B3"):
@@ -468,10 +659,14 @@ class Bench:
                 self.b4()
             if self.selected("B5"):
                 self.b5()
+            if self.selected("B6"):
+                self.b6()
         finally:
-            say("cleaning up the namespaces and the benchmark's PostgreSQL server")
+            say("cleaning up the namespaces, B6's databases and the benchmark's PostgreSQL server")
             try:
                 delete_namespaces(self.env, self.namespaces & set(self._live_namespaces()))
+                self.drop_databases(set(self.databases))
+                shutil.rmtree(self.work / "b6-backups", ignore_errors=True)
             finally:
                 if self.server:
                     self.check_leaks([self.server.log])
@@ -501,11 +696,16 @@ def main():
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "0") or 0))
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""))
     args = ap.parse_args()
-    reps = args.reps or (1 if args.quick else 5)
-    if not args.quick and reps < 5:
-        ap.error("a full run takes at least 5 repetitions (QUICK=1 for a smoke run)")
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    bench = Bench(args.quick, reps, only)
+    # B6 starts real pods (and waits on helm's timeout): 3 repetitions, QUICK 1. Run alone, it
+    # takes BENCH_REPS as its own (at least 3).
+    b6_alone = only == {"B6"}
+    least = B6_REPS if b6_alone else 5
+    reps = args.reps or (1 if args.quick else least)
+    if not args.quick and reps < least:
+        ap.error(f"a full run takes at least {least} repetitions{' of B6' if b6_alone else ''}"
+                 " (QUICK=1 for a smoke run)")
+    bench = Bench(args.quick, reps, only, b6_reps=reps if b6_alone else None)
     try:
         results = bench.run()
     except BenchError as exc:
