@@ -17,6 +17,17 @@ from ansible_collections.coderops.deploy.plugins.module_utils._inputs import Inp
 from ansible_collections.coderops.deploy.plugins.module_utils._kube import auth_argument_spec
 
 MAX_PROGRESS_INTERVAL = 30
+# The bounds of the numeric options, in seconds (history_max: revisions); the roles' preflight
+# checks their variables against the same bounds (_deploy_inputs).
+RANGES = {
+    "timeout": (10, 86400),
+    "rollback_timeout": (10, 86400),
+    "fail_fast_grace": (0, 3600),
+    "progress_interval": (1, MAX_PROGRESS_INTERVAL),
+    "history_max": (0, 1000),
+    "lock_ttl": (15, 3600),
+    "health_check_timeout": (1, 3600),
+}
 
 _CONNECTION_SPEC = {
     "name": {"type": "str", "required": True},
@@ -79,13 +90,8 @@ def check_params(params):
             raise InputError(field, f"{field} is empty; set it")
     if len(params["name"]) > 53:
         raise InputError("name", f"name {params['name']!r} is longer than helm's 53 characters")
-    _range("timeout", 10, 86400)
-    _range("rollback_timeout", 10, 86400)
-    _range("fail_fast_grace", 0, 3600)
-    _range("progress_interval", 1, MAX_PROGRESS_INTERVAL)
-    _range("history_max", 0, 1000)
-    _range("lock_ttl", 15, 3600)
-    _range("health_check_timeout", 1, 3600)
+    for field, (low, high) in RANGES.items():
+        _range(field, low, high)
     state = params.get("state", "present")
     if state == "present":
         if not (params.get("chart_ref") or "").strip():
