@@ -9,8 +9,10 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.coderops.deploy.plugins.filter import (
     coder_connection_budget,
+    coder_input_problems,
     coder_option_names,
     coder_pg_url,
+    coder_upgrade_refusal,
     coder_values_merge,
 )
 from ansible_collections.coderops.deploy.plugins.module_utils._budget import connection_budget
@@ -23,6 +25,18 @@ def test_filters_are_registered():
     assert "coder_values_merge" in coder_values_merge.FilterModule().filters()
     assert "coder_pg_url" in coder_pg_url.FilterModule().filters()
     assert "coder_option_names" in coder_option_names.FilterModule().filters()
+    assert "coder_input_problems" in coder_input_problems.FilterModule().filters()
+    assert "coder_upgrade_refusal" in coder_upgrade_refusal.FilterModule().filters()
+
+
+def test_input_problems_and_upgrade_refusal_through_the_filters():
+    assert coder_input_problems.coder_input_problems({"coder_db_port": "x"})[0].startswith("coder_db_port must be")
+    with pytest.raises(AnsibleFilterError):
+        coder_input_problems.coder_input_problems(["coder_db_port"])
+    assert "older than the Coder 2.31.0" in coder_upgrade_refusal.coder_upgrade_refusal("2.31.0", "2.30.0", "v2")
+    assert coder_upgrade_refusal.coder_upgrade_refusal(None, "2.30.0", "v2") == ""
+    with pytest.raises(AnsibleFilterError, match="coder_extra_stepping_stones"):
+        coder_upgrade_refusal.coder_upgrade_refusal("2.30.0", "2.31.0", "v2", [{"from": ">=2.30.0"}])
 
 
 @pytest.mark.parametrize("message,expected", [
