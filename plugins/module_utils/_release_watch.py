@@ -65,6 +65,36 @@ class Failure(Exception):
         self.fields = fields
 
 
+class FailFast:
+    """Which pod has been failing past the grace period, from the pods reports of the watcher.
+
+    A pod's clock starts when a report first shows it fatal (CrashLoopBackOff, ...) and keeps
+    running while the pod stays unready, also through the seconds it runs between two crashes:
+    a crash loop flips between CrashLoopBackOff and running, and a clock that restarted at each
+    flip would wait for a back-off as long as the grace itself (about a minute for 20 s). It
+    stops when the pod is ready or gone. The run fails only on a report that shows the pod fatal
+    now, so a pod that crashed once and then starts for good is given its chance.
+    """
+
+    def __init__(self, grace):
+        self.grace = grace
+        self.since = {}
+
+    def update(self, report, now):
+        """The problem of a pod failing past the grace (with `for_s`), or None."""
+        unready = {p["pod"]: p for p in report["problems"]}
+        for pod in list(self.since):
+            if pod not in unready:
+                del self.since[pod]
+        for pod, problem in unready.items():
+            if problem["fatal"]:
+                self.since.setdefault(pod, now)
+        for pod, started in self.since.items():
+            if unready[pod]["fatal"] and now - started >= self.grace:
+                return {**unready[pod], "for_s": int(now - started)}
+        return None
+
+
 class Watcher:
     """Runs and watches helm for a ReleaseManager (see the module docstring)."""
 
@@ -192,7 +222,7 @@ class Watcher:
         next_progress = start + interval
         next_pods = start + 1.0
         next_renew = start + max(5, self.p["lock_ttl"] // 4)
-        fatal_since = {}
+        failing = FailFast(grace)
         report = None
         stopped = None
         outage = None  # {"since", "error", "away_s", "back"} while/after the API server went away
@@ -229,24 +259,15 @@ class Watcher:
                         outage.update(back=True, away_s=round(now - outage["since"], 1))
                         self._say(f"{label}: the API server at {self.kube.server_url} answers again"
                                   f" after {outage['away_s']} s")
-                if fail_fast and report is not None and self.p["fail_fast"]:
-                    current = {p["pod"]: p for p in report["problems"] if p["fatal"]}
-                    for pod in list(fatal_since):
-                        if pod not in current:
-                            del fatal_since[pod]
-                    for pod in current:
-                        fatal_since.setdefault(pod, now)
-                    stuck = [pod for pod, t in fatal_since.items() if now - t >= grace]
-                    if stuck:
-                        p = current[stuck[0]]
-                        stopped = {"cause": "fail_fast",
-                                   "detail": f"pod {p['pod']} is in {p['reason']} ({p['message']})"
-                                             f" for {int(now - fatal_since[stuck[0]])} s, past the"
-                                             f" fail-fast grace of {grace} s; it will not become"
-                                             f" ready by waiting"}
-                        self._say(f"{label}: failing fast: {stopped['detail']}")
-                        running.stop()
-                        break
+                p = failing.update(report, now) if fail_fast and report is not None and self.p["fail_fast"] else None
+                if p:
+                    stopped = {"cause": "fail_fast",
+                               "detail": f"pod {p['pod']} is in {p['reason']} ({p['message']}), failing"
+                                         f" for {p['for_s']} s, past the fail-fast grace of {grace} s;"
+                                         f" it will not become ready by waiting"}
+                    self._say(f"{label}: failing fast: {stopped['detail']}")
+                    running.stop()
+                    break
             if now >= next_progress:
                 self._say(progress_line(label, now - start, timeout, report))
                 next_progress = now + interval

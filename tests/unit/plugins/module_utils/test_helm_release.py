@@ -159,3 +159,29 @@ def test_doc_fragment_matches_the_connection_spec():
         assert documented[name]["type"] == option["type"], name
         assert documented[name].get("default") == option.get("default"), name
         assert bool(documented[name].get("required")) == bool(option.get("required")), name
+
+
+def _pods(*problems):
+    return {"desired": 1, "ready": 0, "workloads": [], "problems": [
+        {"pod": pod, "reason": reason, "message": reason.lower(), "fatal": fatal} for pod, reason, fatal in problems]}
+
+
+def test_fail_fast_keeps_a_crash_loops_clock_through_its_runs():
+    # Coder's crash loop: CrashLoopBackOff, a few seconds running (unready), CrashLoopBackOff...
+    from ansible_collections.coderops.deploy.plugins.module_utils._release_watch import FailFast
+    ff = FailFast(20)
+    assert ff.update(_pods(("c-1", "CrashLoopBackOff", True)), 0) is None
+    assert ff.update(_pods(("c-1", "NotReady", False)), 12) is None  # running between crashes
+    stuck = ff.update(_pods(("c-1", "CrashLoopBackOff", True)), 21)
+    assert stuck["pod"] == "c-1" and stuck["for_s"] == 21
+
+
+def test_fail_fast_gives_a_pod_that_starts_its_chance_and_forgets_a_ready_one():
+    from ansible_collections.coderops.deploy.plugins.module_utils._release_watch import FailFast
+    ff = FailFast(20)
+    ff.update(_pods(("c-1", "CrashLoopBackOff", True)), 0)
+    assert ff.update(_pods(("c-1", "NotReady", False)), 30) is None  # past the grace, but starting now
+    assert ff.update(_pods(), 31) is None  # ready: its clock is gone
+    assert ff.update(_pods(("c-1", "CrashLoopBackOff", True)), 40) is None  # a new clock
+    assert ff.update(_pods(("c-1", "CrashLoopBackOff", True)), 59) is None
+    assert ff.update(_pods(("c-1", "CrashLoopBackOff", True)), 60)["for_s"] == 20
