@@ -126,35 +126,37 @@ def test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back(binary, pla
 
 
 @pytest.mark.reliability(
-    section="Faults", case="upgrade that migrates, then fails, with coder_backup false (real pods)",
+    section="Faults", case="upgrade that migrates, then fails, with coder_backup false ({binary}, real pods)",
     done="Coder 2.30.0 to 2.31.0, STANDIN_FAIL=after-migrate, coder_backup: false",
     expected="not rolled back onto the newer schema: the release left on the failed revision, the message"
              " gives both schema states and the steps (restore, then rollback_coder.yml)")
-def test_without_a_backup_the_release_is_left_with_the_steps(place, older_chart, tmp_path):
+@pytest.mark.parametrize("binary", HELMS)
+def test_without_a_backup_the_release_is_left_with_the_steps(binary, place, older_chart, tmp_path):
     p = place()
-    base = install_older("helm3", p, older_chart, tmp_path / "backups")
-    res = upgrade("helm3", p, base, "after-migrate", coder_backup=False)
+    base = install_older(binary, p, older_chart, tmp_path / "backups")
+    res = upgrade(binary, p, base, "after-migrate", coder_backup=False)
     assert res.rc != 0
     out = res.output
     assert "coder_backup is false" in out and "was NOT rolled back" in out, out[-5000:]
     assert "restore your snapshot" in out and "coder_rollback_revision: 1" in out, out[-5000:]
-    assert [r["status"] for r in history("helm3", p.namespace)] == ["deployed", "failed"]  # left as it failed
+    assert [r["status"] for r in history(binary, p.namespace)] == ["deployed", "failed"]  # left as it failed
     assert query(p.database, "SELECT version FROM schema_migrations") == [(5,)]
 
 
 @pytest.mark.reliability(
-    section="Faults", case="upgrade that fails before migrating (real pods)",
+    section="Faults", case="upgrade that fails before migrating ({binary}, real pods)",
     done="Coder 2.30.0 to 2.31.0, STANDIN_FAIL=before-migrate",
     expected="schema unchanged: rolled back to revision 1 without a restore; 2.30.0 Ready")
-def test_a_failure_before_migrating_is_a_plain_rollback(place, older_chart, tmp_path):
+@pytest.mark.parametrize("binary", HELMS)
+def test_a_failure_before_migrating_is_a_plain_rollback(binary, place, older_chart, tmp_path):
     p = place()
-    base = install_older("helm3", p, older_chart, tmp_path / "backups")
-    res = upgrade("helm3", p, base, "before-migrate")
+    base = install_older(binary, p, older_chart, tmp_path / "backups")
+    res = upgrade(binary, p, base, "before-migrate")
     assert res.rc != 0
     out = res.output
     assert "had not changed the database schema, so the release was rolled back to revision 1" in out, out[-5000:]
     assert "restored " not in out
-    back_on_2_30("helm3", p)
+    back_on_2_30(binary, p)
 
 
 def upgraded_to_2_31(binary, p, base, **extra):
