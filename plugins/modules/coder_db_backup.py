@@ -20,6 +20,9 @@ description:
   - The password reaches C(pg_dump), C(pg_restore)'s SQL and C(psql) in a password file that is
     an anonymous in-memory file (memfd) of mode 0600, passed by file descriptor, never on a command
     line, in the environment or on disk.
+  - Run on the controller (the C(local) connection, as the roles run it), it says where the backup
+    goes before C(pg_dump) starts, and every 5 seconds how far the file has grown (its action
+    plugin watches the file's size while the module runs).
   - Why not M(community.postgresql.postgresql_db) with C(state=dump)/C(restore) - it passes the
     password in the environment (C(PGPASSWORD)), does not check C(pg_dump)'s version against the
     server, and restores without dropping what the archive does not hold.

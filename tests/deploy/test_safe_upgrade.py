@@ -117,6 +117,7 @@ def test_a_failed_upgrade_that_migrated_is_restored_then_rolled_back(binary, pla
     out = res.output
     assert "FAILED (fail_fast)" in out and "STANDIN_FAIL=after-migrate" in out, out[-5000:]
     assert "backed up" in out and "restored " in out, out[-5000:]
+    assert "coder_db_backup: backing up" in out, out[-5000:]  # said before pg_dump runs
     assert "so Coder was scaled to zero and the database restored from" in out, out[-5000:]
     back_on_2_30(binary, p)
     as_2_30_left_it(p)
