@@ -94,10 +94,7 @@ def _release_rules(v):
 
 
 def _json(value):
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return json.dumps(str(value))
+    return json.dumps(value, default=str)
 
 
 def problems(values):

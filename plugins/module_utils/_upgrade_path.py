@@ -26,6 +26,7 @@ import operator
 import re
 
 from ansible_collections.coderops.deploy.plugins.module_utils._coder_version import parse_version, show
+from ansible_collections.coderops.deploy.plugins.module_utils._inputs import InputError
 
 # Coder's container in its Deployment: v2 `coder`, v1 `coderd` (chart contract).
 CODER_CONTAINERS = ("coder", "coderd")
@@ -43,7 +44,7 @@ def _version(text):
     """'2.30.1' or 'v2.30.1' as a tuple, or None when it is not a version (a tag such as latest)."""
     try:
         return parse_version("version", text)
-    except Exception:  # InputError: not a version
+    except InputError:  # not a version
         return None
 
 

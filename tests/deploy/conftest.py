@@ -116,6 +116,16 @@ def namespace():
     delete_namespace(name)
 
 
+@pytest.fixture
+def older_chart():
+    """The stand-in v2 chart packaged as 2.30.0 (the chart as it is deploys 2.31.0; its image is
+    the stand-in playing that version)."""
+    with tempfile.TemporaryDirectory(prefix="coderops-it-older-") as tmp:
+        subprocess.run(["helm3", "package", str(REPO / "tests" / "charts" / "coder-v2"), "--version", "2.30.0",
+                        "--app-version", "2.30.0", "-d", tmp], env=ENV, check=True, capture_output=True)
+        yield f"{tmp}/coder-2.30.0.tgz"
+
+
 @pytest.fixture(scope="session")
 def chart_repo():
     """A chart repository on loopback with coder 1.44.0 and 1.45.0 (whose selector differs)."""

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,15 +38,6 @@ CHART = Path(V2["coder_chart_ref"])
 def place():
     with places() as make:
         yield make
-
-
-@pytest.fixture
-def older_chart():
-    """The stand-in v2 chart as 2.30.0 (its image: the stand-in playing 2.30.0)."""
-    with tempfile.TemporaryDirectory(prefix="coderops-it-older-") as tmp:
-        subprocess.run(["helm3", "package", str(CHART), "--version", "2.30.0", "--app-version", "2.30.0", "-d", tmp],
-                       env=ENV, check=True, capture_output=True)
-        yield f"{tmp}/coder-2.30.0.tgz"
 
 
 def install_older(binary, p, older_chart, backups):

@@ -16,8 +16,6 @@ nothing here needs a pod to run.
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -100,15 +98,6 @@ def test_the_search_path_decides_which_schema_is_read(database, namespace):
     refused(res, "schema legacy")
     res = playbook("deploy_coder", "helm3", namespace, {**V2, "coder_db_name": name}, tag="guard-search-path-public")
     assert res.rc == 0, res.output[-3000:]
-
-
-@pytest.fixture
-def older_chart():
-    """The stand-in v2 chart as 2.30.0 (the chart as it is deploys 2.31.0)."""
-    with tempfile.TemporaryDirectory(prefix="coderops-it-guard-") as tmp:
-        subprocess.run(["helm3", "package", str(V2_CHART), "--version", "2.30.0", "--app-version", "2.30.0", "-d", tmp],
-                       env=ENV, check=True, capture_output=True)
-        yield f"{tmp}/coder-2.30.0.tgz"
 
 
 def installed(binary, namespace, name, chart):
