@@ -6,8 +6,9 @@
 
 A module prints nothing until it returns, and a dump of a large Coder database takes minutes.
 When the module runs on this machine (the ``local`` connection, as the roles run it: the backup
-goes to the controller), this plugin runs the module as usual and, meanwhile, prints every few
-seconds how far the new backup file in ``dest`` has grown. It reads only file names and sizes,
+goes to the controller), this plugin runs the module (in the worker where it can:
+plugin_utils/_module_here.py) and, meanwhile, prints every few seconds how far the new backup file
+in ``dest`` has grown. It reads only file names and sizes,
 never the file. On any other connection, or with ``command``, a restore or check mode, it only
 runs the module.
 """
@@ -18,12 +19,11 @@ import os
 import threading
 import time
 
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible_collections.coderops.deploy.plugins.module_utils._db_backup import SUFFIX
+from ansible_collections.coderops.deploy.plugins.plugin_utils._module_here import ModuleHereAction
 
 display = Display()
-MODULE = "coderops.deploy.coder_db_backup"
 PROGRESS_SECONDS = 5.0
 
 
@@ -73,8 +73,8 @@ class DumpWatch:
         self.thread.join(timeout=self.every + 1)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(ModuleHereAction):
+    MODULE = "coderops.deploy.coder_db_backup"
 
     def _watches(self):
         args = self._task.args
@@ -87,13 +87,11 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         if not self._watches():
-            result.update(self._execute_module(module_name=MODULE, module_args=self._task.args,
-                                               task_vars=task_vars))
+            result.update(self.run_module(task_vars))
             return result
         dest = os.path.expanduser(str(self._task.args["dest"]))
         display.display(f"coder_db_backup: backing up {self._task.args.get('login_db', 'the database')}"
                         f" into {dest} (pg_dump -Fc)")
         with DumpWatch(dest, str(self._task.args["name"]), lambda line: display.display(f"coder_db_backup: {line}")):
-            result.update(self._execute_module(module_name=MODULE, module_args=self._task.args,
-                                               task_vars=task_vars))
+            result.update(self.run_module(task_vars))
         return result
