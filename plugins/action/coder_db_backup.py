@@ -83,15 +83,11 @@ class ActionModule(ModuleHereAction):
                 and not self._task.check_mode and args.get("state", "backup") == "backup"
                 and not args.get("command") and bool(args.get("dest")) and bool(args.get("name")))
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
+    def run_module(self, task_vars):
         if not self._watches():
-            result.update(self.run_module(task_vars))
-            return result
+            return super().run_module(task_vars)
         dest = os.path.expanduser(str(self._task.args["dest"]))
         display.display(f"coder_db_backup: backing up {self._task.args.get('login_db', 'the database')}"
                         f" into {dest} (pg_dump -Fc)")
         with DumpWatch(dest, str(self._task.args["name"]), lambda line: display.display(f"coder_db_backup: {line}")):
-            result.update(self.run_module(task_vars))
-        return result
+            return super().run_module(task_vars)
