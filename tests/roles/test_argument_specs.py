@@ -99,3 +99,13 @@ if __name__ == "__main__":
     problems = [p for role in ROLES for p in problems_of(role)[0]]
     print("\n".join(problems) or "argument specs and defaults are in step")
     sys.exit(1 if problems else 0)
+
+
+def test_generated_from_the_one_source():
+    """meta/role_variables.yml writes each variable once; the roles' files are generated from it."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import role_specs  # pylint: disable=import-outside-toplevel
+
+    stale = [str(path.relative_to(ROOT)) for path, text in role_specs.generated().items()
+             if not path.exists() or path.read_text() != text]
+    assert not stale, f"{stale} differ from meta/role_variables.yml: run scripts/role_specs.py --write"
