@@ -322,3 +322,18 @@ def pg_superuser(database="postgres"):
                             user="postgres", dbname=database)
     conn.autocommit = True
     return conn
+
+
+def module_way(binary):
+    """Extra vars that choose how the collection's modules run, for the tests that run both ways:
+    with helm 3 as on a target (AnsiballZ in a new interpreter: the inventory's
+    ansible_playbook_python named by another path), with helm 4 in the task's worker
+    (plugins/plugin_utils/_module_here.py)."""
+    return {"ansible_python_interpreter": str(VENV_BIN / "python")} if binary == "helm3" else {}
+
+
+def ran_the_module_way(binary, output, module="coder_db_secrets"):
+    """Whether a -vvvv output shows `module` ran the way module_way(binary) chose."""
+    if module_way(binary):
+        return "ESTABLISH LOCAL CONNECTION" in output and f"modules/{module}.py" in output
+    return f"coderops.deploy.{module}: runs in this worker process" in output

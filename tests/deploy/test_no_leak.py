@@ -28,10 +28,12 @@ from helpers import (
     VENV_BIN,
     history,
     kubectl,
+    module_way,
     namespace_hits,
     pg_login,
     playbook,
     playbook_env,
+    ran_the_module_way,
     secret_data,
 )
 from leak_scan import ProcWatcher, find, forms, make_canary, scan_tree
@@ -92,17 +94,10 @@ def _env(canary, namespace, binary, password_file=None, **extra):
     return env
 
 
-def _interpreter(binary):
-    """With helm 3 the modules run as on a target (AnsiballZ in a new interpreter: the inventory's
-    ansible_playbook_python named by another path), with helm 4 in the worker process
-    (plugins/plugin_utils/_module_here.py): both ways are scanned."""
-    return {"ansible_python_interpreter": str(VENV_BIN / "python")} if binary == "helm3" else {}
-
-
 def _run(canary, tag, binary, namespace, extra_vars=None, args=("-vvvv", "--diff"), password_file=None,
          name="deploy_coder", **env):
     with ProcWatcher(canary["needles"]) as watcher:
-        res = playbook(name, binary, namespace, {"coder_db_user": canary["role"], **_interpreter(binary),
+        res = playbook(name, binary, namespace, {"coder_db_user": canary["role"], **module_way(binary),
                                                  **(extra_vars or {})},
                        args=args, extra_env=_env(canary, namespace, binary, password_file, **env),
                        tag=f"leak-{tag}-{binary}")
@@ -131,11 +126,8 @@ def test_no_run_shows_the_password(binary, canary, observe):
         res = _run(canary, "install", binary, ns)
         assert res.rc == 0, res.output[-4000:]
         # The module that takes the password (coder_db_secrets, no_log on db_password) ran at -vvvv,
-        # the way _interpreter() chose.
-        if _interpreter(binary):
-            assert "ESTABLISH LOCAL CONNECTION" in res.output and "modules/coder_db_secrets.py" in res.output
-        else:
-            assert "coderops.deploy.coder_db_secrets: runs in this worker process" in res.output
+        # the way module_way() chose (both ways are scanned).
+        assert ran_the_module_way(binary, res.output), res.output[-4000:]
         # The deployment really uses the canary: the Secret holds it, and it logs in.
         data, dummy = secret_data(ns, "coder-db-password")
         assert data["password"].decode() == canary["password"]

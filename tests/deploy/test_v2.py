@@ -40,9 +40,11 @@ from helpers import (
     kubectl,
     kubectl_json,
     lease_exists,
+    module_way,
     namespace_hits,
     pg_login,
     playbook,
+    ran_the_module_way,
     release_values,
     secret_data,
     secret_hash,
@@ -506,14 +508,15 @@ def test_v2_no_run_shows_the_password_or_the_url(binary, v2_canary):
     try:
         for tag, extra, args, want in runs:
             with ProcWatcher(needles) as watcher:
-                res = playbook("deploy_coder", binary, ns, {**base, **extra}, args=args, extra_env=env,
+                res = playbook("deploy_coder", binary, ns, {**base, **module_way(binary), **extra}, args=args,
+                               extra_env=env,
                                tag=f"v2-leak-{tag}-{binary}")
             outputs[tag] = res.output
             proc_hits.update({f"{tag}: {k}": v for k, v in watcher.hits.items()})
             samples += watcher.samples
             assert (res.rc == 0) == (want == 0), f"{tag}: rc {res.rc}\n{res.output[-4000:]}"
             if tag == "install":
-                assert "ESTABLISH LOCAL CONNECTION" in res.output  # really -vvvv
+                assert ran_the_module_way(binary, res.output), res.output[-4000:]  # really -vvvv, and which way
                 # The deployment really uses the canary: the Secret holds the URL, which logs in.
                 assert url_of(ns) == url
                 facts = login_with_url(url)
