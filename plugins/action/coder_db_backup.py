@@ -21,7 +21,7 @@ import time
 
 from ansible.utils.display import Display
 from ansible_collections.coderops.deploy.plugins.module_utils._db_backup import SUFFIX
-from ansible_collections.coderops.deploy.plugins.plugin_utils._module_here import ModuleHereAction
+from ansible_collections.coderops.deploy.plugins.plugin_utils._module_here import ModuleHereAction, on_controller
 
 display = Display()
 PROGRESS_SECONDS = 5.0
@@ -78,9 +78,7 @@ class ActionModule(ModuleHereAction):
 
     def _watches(self):
         args = self._task.args
-        transport = getattr(self._connection, "transport", "") or ""
-        return (transport in ("local", "ansible.builtin.local") and not self._play_context.become
-                and not self._task.check_mode and args.get("state", "backup") == "backup"
+        return (on_controller(self) and not self._task.check_mode and args.get("state", "backup") == "backup"
                 and not args.get("command") and bool(args.get("dest")) and bool(args.get("name")))
 
     def run_module(self, task_vars):

@@ -47,6 +47,12 @@ def _python_path(fqcn):
     return f"ansible_collections.{namespace}.{collection}.plugins.modules.{name}"
 
 
+def on_controller(action):
+    """Whether the task of `action` (an ActionBase) runs on the controller as the controller's user."""
+    transport = getattr(action._connection, "transport", "") or ""
+    return transport in _LOCAL and not action._play_context.become
+
+
 class ModuleHereAction(ActionBase):
     """Base of an action plugin that only runs its module, in the worker where it can."""
 
@@ -54,8 +60,7 @@ class ModuleHereAction(ActionBase):
     MODULE = ""  # the module's FQCN, set by each action plugin
 
     def runs_here(self, task_vars):
-        transport = getattr(self._connection, "transport", "") or ""
-        if transport not in _LOCAL or self._play_context.become or self._task.async_val:
+        if not on_controller(self) or self._task.async_val:
             return False
         interpreter = (task_vars or {}).get("ansible_python_interpreter")
         if not interpreter:

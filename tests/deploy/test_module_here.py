@@ -1,6 +1,6 @@
 """A module run in the task's worker (plugins/plugin_utils/_module_here.py) returns what the same
-module returns as AnsiballZ in a new interpreter: results, check mode, diff, failures, warnings and
-the no_log masking of the invocation.
+module returns as AnsiballZ in a new interpreter: results, check mode, diff, refusals and failures,
+and the password (no_log) in no output nor result.
 
 The same playbook runs twice against the main PostgreSQL server: once with the controller's own
 Python as ansible_python_interpreter (the worker runs the modules), once with the same virtualenv's
