@@ -26,8 +26,27 @@ from ansible_collections.coderops.deploy.plugins.module_utils._inputs import Inp
 SUFFIX = ".dump"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PG_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
-RESTORE_PREAMBLE = ("-- coderops.deploy: what Coder made, dropped first (pg_restore --clean drops only what"
-                    " the archive holds)\nDROP OWNED BY CURRENT_USER;\n")
+# The sessions the login user still holds on the database are ended first. The caller stopped
+# Coder and waited for its pods to go, so nothing should hold one; yet in a CI run on the test
+# bed's real node, under load, a deleted pod's idle pool was still on the server after the restore
+# (a server that never hears a client go keeps its session until TCP keepalive gives up, hours on).
+# CASE, because only it fixes the order of evaluation: pg_terminate_backend() on another user's
+# session is an error. psql prints the marker line with the addresses (ended_sessions() reads it).
+_ENDED = "coderops-ended-sessions:"
+RESTORE_PREAMBLE = (
+    "-- coderops.deploy: the login user's other sessions on this database ended first\n"
+    f"SELECT '{_ENDED}' || coalesce(string_agg(coalesce(host(client_addr), 'local'), ',' ORDER BY pid), '')"
+    " FROM pg_stat_activity WHERE CASE WHEN datname = current_database() AND usename = current_user"
+    " AND pid <> pg_backend_pid() THEN pg_terminate_backend(pid) ELSE false END;\n"
+    "-- what Coder made, dropped first (pg_restore --clean drops only what the archive holds)\n"
+    "DROP OWNED BY CURRENT_USER;\n")
+_ENDED_LINE = re.compile(rf"^\s*{re.escape(_ENDED)}(.*?)\s*$", re.MULTILINE)
+
+
+def ended_sessions(psql_output):
+    """The addresses of the sessions RESTORE_PREAMBLE ended ('local' for a Unix socket), from psql's output."""
+    match = _ENDED_LINE.search(psql_output or "")
+    return [a for a in match.group(1).split(",") if a] if match else []
 
 
 def file_name(name, revision, now=None):

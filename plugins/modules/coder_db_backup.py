@@ -17,6 +17,10 @@ description:
     login user owns (C(DROP OWNED BY CURRENT_USER)), because C(pg_restore --clean) drops only what
     the archive holds and would leave the tables a newer Coder's migrations added. So the login
     user must be the one Coder runs as and owns its tables with.
+  - Before dropping anything, that transaction ends the other sessions the login user still holds on
+    the database (C(pg_terminate_backend)) and returns where they came from as RV(ended_sessions). Stop
+    Coder first (the roles scale it to zero and wait for its pods to go); a session left after that is
+    one a gone pod left behind, which the server would otherwise keep until TCP keepalive gives up.
   - The password reaches C(pg_dump), C(pg_restore)'s SQL and C(psql) in a password file that is
     an anonymous in-memory file (memfd) of mode 0600, passed by file descriptor, never on a command
     line, in the environment or on disk.
@@ -167,6 +171,15 @@ metadata:
   returned: state=restore
   type: dict
   sample: {coder_version: 2.30.0, revision: 1, schema: {generation: v2, version: 4, dirty: false}}
+ended_sessions:
+  description:
+    - The client addresses of the sessions the login user still held on the database, ended
+      (C(pg_terminate_backend)) in the restore's transaction before anything was dropped; V(local)
+      for a Unix socket. Empty when there were none.
+  returned: state=restore, not in check mode
+  type: list
+  elements: str
+  sample: [10.213.43.38, 10.213.43.38, 10.213.43.38]
 client_version:
   description: The major version of C(pg_dump) or C(pg_restore).
   returned: without O(command)
@@ -289,14 +302,19 @@ def restore(module, result):
                {}, what="pg_restore")
     fd, path = _passfile(p["login_password"])
     try:
-        _run(module, [p["psql_path"], "--no-psqlrc", "--quiet", "--single-transaction", "--no-password",
-                      "--set", "ON_ERROR_STOP=1", "--file", "-"],
-             bk.libpq_env(p, path), fds=[fd], data=(bk.RESTORE_PREAMBLE + sql).encode(), what="psql (the restore)")
+        out = _run(module, [p["psql_path"], "--no-psqlrc", "--quiet", "--tuples-only", "--single-transaction",
+                            "--no-password", "--set", "ON_ERROR_STOP=1", "--file", "-"],
+                   bk.libpq_env(p, path), fds=[fd], data=(bk.RESTORE_PREAMBLE + sql).encode(),
+                   what="psql (the restore)")
     finally:
         os.close(fd)
     duration = round(time.monotonic() - start, 1)
-    result.update(changed=True, file=source, duration_s=duration,
-                  msg=f"restored {source} into {p['login_db']} in {duration} s")
+    ended = bk.ended_sessions(out)
+    msg = f"restored {source} into {p['login_db']} in {duration} s"
+    if ended:
+        msg += (f"; first ended {len(ended)} session(s) that {p['login_user'] or 'the login user'} still held"
+                f" there, from {', '.join(sorted(set(ended)))}")
+    result.update(changed=True, file=source, duration_s=duration, ended_sessions=ended, msg=msg)
 
 
 def main():

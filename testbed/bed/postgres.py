@@ -72,6 +72,13 @@ port = {listen_port(server)}
 unix_socket_directories = '{socket_dir(server.name)}'
 max_connections = {server.max_connections}
 superuser_reserved_connections = 3
+# A deleted pod's last packets (the FIN of its sessions) are lost when its network goes first:
+# seen on the real node under load, where the kernel had not yet delivered them when the veth was
+# deleted. Without keepalives the server keeps such a session for two hours; managed servers set
+# them too (RDS: tcp_keepalives_idle 300). Short here, so that a test sees it go within seconds.
+tcp_keepalives_idle = 5
+tcp_keepalives_interval = 2
+tcp_keepalives_count = 3
 ssl = on
 ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'

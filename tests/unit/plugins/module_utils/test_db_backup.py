@@ -64,3 +64,16 @@ def test_the_password_goes_only_in_the_password_file():
     assert bk.passfile_line("a:b\\c") == "*:*:*:*:a\\:b\\\\c\n"
     with pytest.raises(InputError):
         bk.passfile_line("two\nlines")
+
+
+def test_the_restore_ends_the_login_users_other_sessions_first_and_says_from_where():
+    preamble = bk.RESTORE_PREAMBLE
+    # Ended before anything is dropped, only the login user's, and never its own session.
+    assert preamble.index("pg_terminate_backend") < preamble.index("DROP OWNED BY CURRENT_USER")
+    assert "usename = current_user" in preamble and "pid <> pg_backend_pid()" in preamble
+    # Inside CASE: another user's session must not even be tried (that is an error).
+    assert "CASE WHEN datname = current_database()" in preamble
+    out = "\n SET\n\n coderops-ended-sessions:10.213.43.38,10.213.43.38,local \n\n"
+    assert bk.ended_sessions(out) == ["10.213.43.38", "10.213.43.38", "local"]
+    assert bk.ended_sessions(" coderops-ended-sessions:\n") == []
+    assert bk.ended_sessions("") == []
