@@ -202,8 +202,8 @@ def bed():
     root.rmdir()
 
 
-# tests/deploy/realnode.py and test_upgrade_guard.py: databases of their cases' own.
-OTHER_TESTS_DATABASES = "^coderops_(real|guard)_"
+# tests/deploy/realnode.py, test_upgrade_guard.py and test_db_restore.py: databases of their cases' own.
+OTHER_TESTS_DATABASES = "^coderops_(real|guard|restore)_"
 
 
 def snapshot(bed):
