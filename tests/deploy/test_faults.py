@@ -279,6 +279,7 @@ def test_stuck_pending_upgrade_detected_then_recovered(good):
     res = playbook("deploy_coder", good.binary, good.ns, {**GOOD, "coder_recover_pending": True},
                    tag=f"pending-recover-{good.binary}")
     assert res.rc == 0, res.output[-4000:]
+    assert "WARNING: release coder is stuck in pending-upgrade; coder_recover_pending is true" in res.output
     assert "recovered, rolled back to revision" in res.output
     newest = good.assert_back()
     assert newest["description"].startswith("Rollback to")

@@ -102,9 +102,13 @@ class TestPasswordEnvLifecycle:
 
     def test_check_mode_changes_nothing(self, binary, state):
         ns = state[binary]
-        res = playbook("deploy_coder", binary, ns, {"coder_replicas": 2}, args=("--check", "--diff"))
+        # Latency above the threshold without preflight_latency_fail: a warning in the one report.
+        res = playbook("deploy_coder", binary, ns, {"coder_replicas": 2, "preflight_latency_threshold_ms": 0.0001},
+                       args=("--check", "--diff"))
         assert res.rc == 0, res.output[-4000:]
         assert "would upgrade" in res.output
+        assert "WARNING: the median round trip to PostgreSQL is" in res.output, res.output[-4000:]
+        assert "above preflight_latency_threshold_ms 0.0001; Coder will be slow. Preflight passed:" in res.output
         assert len(history(binary, ns)) == 1
         assert deployment(ns)["spec"]["replicas"] == 1
 
