@@ -54,15 +54,17 @@ PLAYBOOK = """
 
 @pytest.fixture
 def owned_database():
-    """A database owned by a login role of its own; (role, password, database)."""
+    """A database owned by a login role of its own; (role, password, database, server_version_num)."""
     role, database, password = f"coderops_restore_{uuid.uuid4().hex[:8]}", f"coderops_restore_{uuid.uuid4().hex[:8]}", \
         make_canary()
     conn = pg_superuser()
     with conn.cursor() as cur:
         cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
         cur.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
+        cur.execute("SHOW server_version_num")
+        version = int(cur.fetchone()[0])
     conn.close()
-    yield role, password, database
+    yield role, password, database, version
     conn = pg_superuser()
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -89,12 +91,10 @@ def _alive(conn):
         return False
 
 
-def _call(tmp_path, state, role, password, database, check=False):
+def _call(tmp_path, state, owned, check=False):
+    role, password, database, version = owned
     book, out = tmp_path / "book.yml", tmp_path / f"{state}-{check}.json"
     book.write_text(PLAYBOOK)
-    with pg_superuser() as conn, conn.cursor() as cur:
-        cur.execute("SHOW server_version_num")
-        version = int(cur.fetchone()[0])
     extra = {"state": state, "dest": str(tmp_path / "backups"), "server_version_num": version, "out": str(out),
              "pg_host": MAIN["HOST"], "pg_port": MAIN["PORT"], "pg_user": role, "pg_password": password,
              "pg_db": database, "pg_ca": MAIN["SSLROOTCERT"],
@@ -127,12 +127,12 @@ def _tables(role, password, database):
     expected="check mode ends nothing; the restore ends the two sessions in its transaction and says from where,"
              " leaves the other user's, and puts the backup back; the next restore ends none")
 def test_the_restore_ends_the_login_users_leftover_sessions_and_leaves_others(tmp_path, owned_database):
-    role, password, database = owned_database
+    role, password, database, dummy = owned_database
     first = _session(role, password, database)
     with first.cursor() as cur:
         cur.execute("CREATE TABLE kept (note text); INSERT INTO kept VALUES ('before the upgrade')")
     first.close()
-    backup = _call(tmp_path, "backup", role, password, database)
+    backup = _call(tmp_path, "backup", owned_database)
     assert backup["changed"] is True and backup["file"].endswith(".dump")
 
     # What a newer Coder would have left: a table of its own, and its pool still on the server.
@@ -141,11 +141,11 @@ def test_the_restore_ends_the_login_users_leftover_sessions_and_leaves_others(tm
         cur.execute("CREATE TABLE added_by_the_newer_coder (id int)")
     other = pg_superuser(database)  # another user's session on the same database
 
-    checked = _call(tmp_path, "restore", role, password, database, check=True)
+    checked = _call(tmp_path, "restore", owned_database, check=True)
     assert checked["changed"] is True and "ended_sessions" not in checked
     assert all(_alive(c) for c in pool), "check mode ended a session"
 
-    restored = _call(tmp_path, "restore", role, password, database)
+    restored = _call(tmp_path, "restore", owned_database)
     assert restored["ended_sessions"] == ["127.0.0.1", "127.0.0.1"], restored
     assert "first ended 2 session(s)" in restored["msg"] and "from 127.0.0.1" in restored["msg"], restored["msg"]
     assert not any(_alive(c) for c in pool)
@@ -154,7 +154,7 @@ def test_the_restore_ends_the_login_users_leftover_sessions_and_leaves_others(tm
     assert _tables(role, password, database) == ["kept"]
 
     # Nothing left over: nothing ended, nothing said.
-    again = _call(tmp_path, "restore", role, password, database)
+    again = _call(tmp_path, "restore", owned_database)
     assert again["ended_sessions"] == [] and "ended" not in again["msg"], again
     for conn in pool:
         conn.close()
