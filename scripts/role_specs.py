@@ -4,8 +4,10 @@ and defaults/main.yml.
 
 meta/role_variables.yml holds every role variable once (type, default, description, choices ...)
 under `variables`, and under `roles` each role's entry points: their short description,
-description and the names of the variables they take. A role installed alone still has the two
-files Ansible reads (they are generated and committed); nobody edits them by hand.
+description and the names of the variables they take (`options`), or the entry points whose
+variables they take (`options_of`, as `role.entry`; their defaults stay those roles'). A role
+installed alone still has the two files Ansible reads (they are generated and committed); nobody
+edits them by hand.
 
 In a generated argument_specs.yml the first entry point that takes a variable spells it out, with
 a YAML anchor of the variable's name; later entry points of the same role refer to it (`*name`).
@@ -59,10 +61,11 @@ def argument_specs(role, source):
     out = ["---\n", HEADER, "argument_specs:\n"]
     spelled = set()
     for entry, spec in source["roles"][role].items():
+        options = entry_options(spec, source)
         out.append(f"  {entry}:\n")
         out.append(_dump({"short_description": spec["short_description"], "description": spec["description"]}, 4))
         out.append("    options:\n")
-        for name in spec["options"]:
+        for name in options:
             if name in spelled:
                 out.append(f"      {name}: *{name}\n")
                 continue
@@ -70,6 +73,18 @@ def argument_specs(role, source):
             out.append(f"      {name}: &{name}\n")
             out.append(_dump(variables[name], 8))
     return "".join(out)
+
+
+def entry_options(spec, source):
+    """The variables an entry point takes: its `options`, or those of the entry points named in
+    `options_of` (as `role.entry`), in order, each once."""
+    if "options_of" not in spec:
+        return spec["options"]
+    names = []
+    for ref in spec["options_of"]:
+        other_role, other_entry = ref.split(".")
+        names += [n for n in source["roles"][other_role][other_entry]["options"] if n not in names]
+    return names
 
 
 def defaults(role, source):
@@ -80,8 +95,9 @@ def defaults(role, source):
            "# meta/argument_specs.yml. The connection variables default to what AWX's credentials inject\n"
            "# (CODER_PG_* of the \"Coder PostgreSQL\" credential, K8S_AUTH_KUBECONFIG); see docs/awx.md.\n"]
     seen = set()
+    # An entry point with options_of takes other roles' variables, whose defaults are theirs.
     for spec in source["roles"][role].values():
-        for name in spec["options"]:
+        for name in spec.get("options", []):
             if name in seen or "default" not in variables[name]:
                 continue
             seen.add(name)

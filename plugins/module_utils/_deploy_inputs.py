@@ -86,7 +86,8 @@ def _release_rules(v):
             yield (f"coder_release_name {_json(name)} is not a valid Helm release name (lower-case letters,"
                    " digits and '-', at most 53 characters).")
     for var, option in _RANGE_VARS.items():
-        if var in v:
+        # None: not set where the check runs (the preflight role alone does not know helm_release's).
+        if v.get(var) is not None:
             low, high = RANGES[option]
             value = _int(v[var])
             if value is None or not low <= value <= high:

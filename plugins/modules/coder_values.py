@@ -292,6 +292,13 @@ options:
       - Write the values as YAML to this file, atomically, with mode C(0600).
       - The module reports RV(changed) only when the content or the mode differs.
     type: path
+  built_from:
+    description:
+      - Any text, returned unchanged as RV(built_from) - a digest of what the values are built from,
+        say - so that a play that registers the result can tell later whether it is still current,
+        and build the values again only when it is not (the helm_release role does).
+    type: str
+    version_added: 0.2.0
 notes:
   - The values only name Secrets. Create the Secrets themselves separately (the password Secret
     keeps the password under the key C(password)).
@@ -468,6 +475,12 @@ connection_url_options:
     search_path: null
     params: {sslrootcert: /etc/ssl/certs/coder-db-ca.crt}
     password_required: true
+built_from:
+  description: O(built_from), unchanged.
+  returned: when O(built_from) is given
+  type: str
+  version_added: 0.2.0
+  sample: 3f786850e387550fdab836ed7e6dc881de23001b
 coder_version:
   description:
     - The Coder version these values deploy - an image tag set in O(values_overrides) wins over
@@ -581,6 +594,7 @@ def main():
         service_account_annotations={"type": "dict", "default": {}},
         values_overrides={"type": "dict", "default": {}},
         dest={"type": "path"},
+        built_from={"type": "str", "no_log": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
@@ -593,6 +607,8 @@ def main():
     result = {"changed": False, "values": values, "budget": budget,
               "connection_url_options": url_options,
               "coder_version": {"version": version, "source": version_from}}
+    if module.params["built_from"] is not None:
+        result["built_from"] = module.params["built_from"]
     dest = module.params["dest"]
     if dest:
         if not HAS_YAML:

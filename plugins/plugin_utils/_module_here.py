@@ -30,6 +30,7 @@ import os
 import runpy
 import sys
 import traceback
+import warnings
 
 from ansible.module_utils import basic
 from ansible.module_utils.common.json import Direction, get_module_encoder
@@ -99,7 +100,12 @@ class ModuleHereAction(ActionBase):
         out = io.StringIO()
         rc = 0
         try:
-            with contextlib.redirect_stdout(out):
+            with contextlib.redirect_stdout(out), warnings.catch_warnings():
+                # The action plugin imported the module already (so that forked workers find it
+                # compiled); runpy warns about that on stderr, which ansible shows as a warning of
+                # every task. Running it again as __main__ is what is meant.
+                warnings.filterwarnings("ignore", message=".*found in sys.modules after import of package",
+                                        category=RuntimeWarning)
                 runpy.run_module(_python_path(self.MODULE), run_name="__main__", alter_sys=True)
             rc = 1
             out = io.StringIO(json.dumps({"failed": True, "msg": f"{self.MODULE} did not exit"}))

@@ -56,6 +56,11 @@ def state():
         delete_namespace(ns)
 
 
+def _tasks_listed(output):
+    """How many tasks a run lists (ansible's default callback: a TASK line each, skipped ones too)."""
+    return sum(1 for line in output.splitlines() if line.startswith("TASK ["))
+
+
 @pytest.mark.parametrize("binary", HELMS)
 class TestPasswordEnvLifecycle:
     """One namespace per helm, through install, re-run, check mode, upgrade, rollback, uninstall."""
@@ -67,6 +72,8 @@ class TestPasswordEnvLifecycle:
         res = playbook("deploy_coder", binary, ns)
         assert res.rc == 0, res.output[-4000:]
         assert "coder_helm_release: helm install of coder to revision 1" in res.output
+        # Issue 16: a first install lists at most 25 tasks (skipped ones count).
+        assert _tasks_listed(res.output) <= 25, res.output[-6000:]
         assert "Coder is at http://127.0.0.1" in res.output
         hist = history(binary, ns)
         assert [(h["revision"], h["status"]) for h in hist] == [(1, "deployed")]
@@ -99,6 +106,11 @@ class TestPasswordEnvLifecycle:
         assert len(history(binary, ns)) == 1
         assert secret_hash(ns, "coder-db-password") == before
         assert "unchanged at revision 1" in res.output
+        # Issue 16: a no-op run lists at most 20 tasks, and keeps its progress lines and the report.
+        assert _tasks_listed(res.output) <= 20, res.output[-6000:]
+        assert "Preflight passed: helm" in res.output
+        # Nothing on stderr from the modules run in the worker (a runpy warning did, every task).
+        assert "errantly sent data" not in res.output and "RuntimeWarning" not in res.output, res.output[-6000:]
 
     def test_check_mode_changes_nothing(self, binary, state):
         ns = state[binary]

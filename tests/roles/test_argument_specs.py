@@ -5,8 +5,9 @@
 
 * every variable in defaults/main.yml is an option of at least one entry point, with the same
   default (and a type that the default has);
-* every option with a default has it in defaults/main.yml; an option without one (required, or
-  optional without a default, like coder_db_password) is not in defaults/main.yml;
+* every option with a default has it in defaults/main.yml (or is another role's, with that role's
+  default: preflight's deploy entry point validates the whole play's variables); an option without
+  one (required, or optional without a default, like coder_db_password) is not in defaults/main.yml;
 * an option named in several entry points (or roles) is described the same way everywhere;
 * every variable is prefixed with the role's name or is a public coder_ name;
 * every entry point has a tasks file.
@@ -34,6 +35,18 @@ def load(role):
     return specs, defaults
 
 
+def _default_of_another_role(role, name, option):
+    """Whether another role documents `name` the same way and sets its default: an entry point that
+    validates a whole play's variables (preflight's deploy) takes the other roles' as they are."""
+    for other in ROLES:
+        if other == role:
+            continue
+        specs, defaults = load(other)
+        if name in defaults and any((spec.get("options") or {}).get(name) == option for spec in specs.values()):
+            return True
+    return False
+
+
 def problems_of(role):
     specs, defaults = load(role)
     found = []
@@ -59,7 +72,7 @@ def problems_of(role):
                 option.get("type") == "int" and isinstance(value, bool)):
             found.append(f"{role.name}: {name}'s default {value!r} is not of type {option.get('type')}")
     for name, option in options.items():
-        if "default" in option and name not in defaults:
+        if "default" in option and name not in defaults and not _default_of_another_role(role, name, option):
             found.append(f"{role.name}: {name} has a default in argument_specs but not in defaults/main.yml")
         if "default" not in option and name in defaults:
             found.append(f"{role.name}: {name} is in defaults/main.yml without a documented default")

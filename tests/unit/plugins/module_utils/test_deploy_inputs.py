@@ -19,6 +19,8 @@ GOOD = {"password_given": True, "password_padded": False, "coder_db_connector": 
 def test_good_input_has_no_problem():
     assert problems(GOOD) == []
     assert problems({}) == []  # only the keys given are checked
+    # None: a variable the check does not know where it runs (helm_release's, for the preflight alone).
+    assert problems({"helm_release_lock_ttl": None, "helm_release_rollback_timeout": None}) == []
 
 
 @pytest.mark.parametrize("change,words", [

@@ -36,6 +36,12 @@ def test_values_without_dest_change_nothing(capsys):
     assert result["budget"] is None
 
 
+def test_built_from_comes_back_unchanged(capsys):
+    # The helm_release role builds the values again only when this differs from what it is now.
+    assert run(capsys, built_from="3f78")["built_from"] == "3f78"
+    assert "built_from" not in run(capsys)
+
+
 def test_dest_check_then_write_then_idempotent(capsys, tmp_path):
     dest = tmp_path / "values.yaml"
     checked = run(capsys, check_mode=True, diff=True, dest=str(dest))
