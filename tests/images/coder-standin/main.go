@@ -174,15 +174,20 @@ func connect(ctx context.Context, cfg *Config, log *logger) (*sql.DB, error) {
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	delay := 100 * time.Millisecond
+	// Why PostgreSQL said no: the error of the last attempt that ended by itself. An attempt cut
+	// short by the end of the 30 s, or by SIGTERM (a liveness probe's restart), only says
+	// "operation was canceled", which would hide a wrong password from the log's last line.
+	var cause error
 	for {
 		err = db.PingContext(pctx)
 		if err == nil {
 			break
 		}
+		cause = pingCause(cause, err, pctx.Err())
 		select {
 		case <-pctx.Done():
 			_ = db.Close()
-			return nil, fmt.Errorf("ping postgres: %w", err)
+			return nil, fmt.Errorf("ping postgres: %w", cause)
 		case <-time.After(delay):
 		}
 		if delay < time.Second {
@@ -200,6 +205,15 @@ func connect(ctx context.Context, cfg *Config, log *logger) (*sql.DB, error) {
 	}
 	log.Info("connected to postgres", "server_version_num", num)
 	return db, nil
+}
+
+// pingCause is the error to report after a failed ping: err, unless the ping was cut short by
+// its context (ctxErr set) and an earlier attempt said why it failed.
+func pingCause(earlier, err, ctxErr error) error {
+	if ctxErr != nil && earlier != nil {
+		return earlier
+	}
+	return err
 }
 
 // holdIdle opens n connections at once and hands them back to the pool,
