@@ -12,6 +12,7 @@ slot taken, a server shutting down, and a server without TLS."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -88,7 +89,8 @@ def good():
 @pytest.mark.reliability(
     section="Faults", case="PostgreSQL stopped between preflight and upgrade (helm3)",
     done="deploy_coder.yml upgrade (coder_replicas 3, coder_max_db_connections 20); PostgreSQL main stopped "
-         "(testbed.py stop-pg main) as soon as the preflight passed, started again afterwards",
+         "(testbed.py stop-pg main) as soon as the preflight passed (the run held by SIGSTOP until it is down), "
+         "started again afterwards",
     expected="FAILED before helm: the last good revision deployed and live, the Secret's data unchanged, and the "
              "operator told that PostgreSQL stopped answering after the preflight")
 def test_postgres_stopped_between_preflight_and_upgrade(good, observe):
@@ -96,9 +98,17 @@ def test_postgres_stopped_between_preflight_and_upgrade(good, observe):
     run = start_playbook("deploy_coder", BINARY, good.ns, {"coder_replicas": 3, "coder_max_db_connections": 20},
                          tag=f"pg-stopped-{good.ns}")
     try:
-        wait_for(lambda: "TASK [coderops.deploy.db_secret" in run.output(), 180, interval=0.2,
-                 what="the preflight to pass")
-        bed_cli("stop-pg", "main")
+        # Stopping the server takes about a second, and a run now gets from its preflight report to
+        # the re-check in less (it once upgraded with the server still up): the run is held
+        # (SIGSTOP to its process group) from the moment the preflight passed until the server
+        # is down, then goes on.
+        wait_for(lambda: "TASK [coderops.deploy.preflight : Report what was checked]" in run.output(), 180,
+                 interval=0.02, what="the preflight to pass")
+        run.signal(signal.SIGSTOP)
+        try:
+            bed_cli("stop-pg", "main")
+        finally:
+            run.signal(signal.SIGCONT)
         stopped = time.monotonic()
         res = run.wait(600)
     finally:
